@@ -1,0 +1,89 @@
+// Command cairn is the Cairn MQTT broker and its tools: serve runs the
+// broker; version prints the build.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "cairn:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:  "cairn",
+		Usage: "a durable MQTT broker: what it acknowledged survives a crash",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"CAIRN_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Value: "auto", Usage: "auto (colour text on a terminal, JSON otherwise), text or json", EnvVars: []string{"CAIRN_LOG_FORMAT"}},
+		},
+		Commands: []*cli.Command{
+			serveCommand(),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(c.App.Writer, "cairn", buildVersion())
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+// newLogger builds the process logger: tint on a terminal, JSON otherwise.
+func newLogger(c *cli.Context, w *os.File) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", c.String("log-level"), err)
+	}
+	format := strings.ToLower(c.String("log-format"))
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "tint"
+		}
+	}
+	var h slog.Handler
+	switch format {
+	case "tint":
+		h = tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly})
+	case "text":
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+	case "json":
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	default:
+		return nil, fmt.Errorf("--log-format %q: want auto, text or json", format)
+	}
+	return slog.New(h), nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-mqtt/cairn/engine/topics"
+	"github.com/cairn-mqtt/cairn/store"
+)
+
+// Broker is one MQTT broker over one store.
+//
+// Lock order: Broker.mu before Session.mu; neither is held while calling the
+// store or writing to a socket.
+type Broker struct {
+	opts  Options
+	log   *slog.Logger
+	store *store.Store
+
+	subs     *topics.Trie
+	retained *topics.Retained[*store.Message]
+
+	mu        sync.RWMutex
+	sessions  map[string]*Session
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+	connWG    sync.WaitGroup
+
+	connects idLocks
+	stats    Stats
+}
+
+// Stats are the broker's counters.
+type Stats struct {
+	ConnectionsTotal  atomic.Int64
+	Connected         atomic.Int64
+	MessagesReceived  atomic.Int64
+	MessagesSent      atomic.Int64
+	MessagesDropped   atomic.Int64
+	ProtocolErrors    atomic.Int64
+	WillsPublished    atomic.Int64
+	CommitFailures    atomic.Int64
+	SessionsTakenOver atomic.Int64
+}
+
+// ErrClosed is returned by Serve after Shutdown.
+var ErrClosed = errors.New("engine: broker closed")
+
+// New returns a broker over st. Restore state (package recovery) before
+// serving.
+func New(st *store.Store, opts Options) *Broker {
+	opts = opts.withDefaults()
+	return &Broker{
+		opts:      opts,
+		log:       opts.Logger,
+		store:     st,
+		subs:      topics.New(),
+		retained:  topics.NewRetained[*store.Message](),
+		sessions:  make(map[string]*Session),
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+	}
+}
+
+// Stats returns the broker's live counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// Serve accepts connections on l until Shutdown or an accept error.
+func (b *Broker) Serve(l net.Listener) error {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.listeners[l] = struct{}{}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		delete(b.listeners, l)
+		b.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			b.mu.RLock()
+			closing := b.closing
+			b.mu.RUnlock()
+			if closing {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				b.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("engine: accept on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		if !b.ServeConn(nc) {
+			return ErrClosed
+		}
+	}
+}
+
+// ServeConn runs the MQTT protocol on an accepted connection in its own
+// goroutines. It returns false (and closes nc) if the broker is shutting down.
+func (b *Broker) ServeConn(nc net.Conn) bool {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	c := newConn(b, nc)
+	b.conns[c] = struct{}{}
+	b.connWG.Add(1)
+	b.mu.Unlock()
+	b.stats.ConnectionsTotal.Add(1)
+	go c.run()
+	return true
+}
+
+func (b *Broker) forgetConn(c *conn) {
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+	b.connWG.Done()
+}
+
+// Shutdown stops accepting, closes every connection without publishing
+// wills (the clients did nothing wrong; their sessions keep their wills
+// armed), waits for the connections to finish and their last commits to be
+// durable. The store is the caller's to close afterwards.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	b.closing = true
+	for l := range b.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(b.conns))
+	for c := range b.conns {
+		conns = append(conns, c)
+	}
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { b.connWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("engine: shutdown: %w", ctx.Err())
+	}
+}
+
+// lookup returns the live session of a client id, or nil.
+func (b *Broker) lookup(id string) *Session {
+	b.mu.RLock()
+	s := b.sessions[id]
+	b.mu.RUnlock()
+	return s
+}
+
+// isOnline reports whether client has a connection (shared-subscription
+// member choice).
+func (b *Broker) isOnline(id string) bool {
+	s := b.lookup(id)
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != nil
+}
+
+func (b *Broker) now() time.Time { return b.opts.Now() }
+
+// newClientID makes an identifier for a client that sent an empty one.
+func newClientID() string {
+	var r [12]byte
+	_, _ = rand.Read(r[:])
+	return "cairn-" + hex.EncodeToString(r[:])
+}
+
+// commit hands events to the store and runs then (in this connection's
+// pipeline order when st is non-nil) once they are durable (or applied, when
+// durable is false). With no events then runs as soon as the step reaches the
+// head of the pipeline.
+func (b *Broker) commit(evs []*store.Event, durable bool, done func(error)) {
+	if len(evs) == 0 {
+		done(nil)
+		return
+	}
+	if err := b.store.Commit(evs, durable, done); err != nil {
+		b.stats.CommitFailures.Add(1)
+		done(err)
+	}
+}

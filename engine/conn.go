@@ -1,0 +1,290 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cairn-mqtt/cairn/wire"
+)
+
+// closeReason says why a connection ended; it decides whether the will is
+// published and what a 5.0 client is told.
+type closeReason uint8
+
+const (
+	endIOError      closeReason = iota // socket error or EOF without DISCONNECT: will published
+	endDisconnect                      // client sent DISCONNECT: will discarded
+	endKeepAlive                       // 1.5 × keep alive without a packet: will published
+	endProtocol                        // protocol violation: will published
+	endTakeover                        // a new connection took the client id: will published
+	endShutdown                        // broker shutting down: will stays armed
+	endStoreFailure                    // the store could not make a commit durable
+)
+
+// conn is one network connection. Its reader goroutine (run) decodes packets
+// and feeds the pipeline; its writer goroutine (writeLoop) is the only one
+// that writes to the socket.
+type conn struct {
+	b   *Broker
+	nc  net.Conn
+	r   *wire.Reader
+	log *slog.Logger
+
+	version   wire.Version
+	clientID  string
+	sess      *Session
+	keepAlive time.Duration
+	maxOut    uint32 // the client's Maximum Packet Size (5.0), 0 = none
+	pl        *pipeline
+
+	wmu     sync.Mutex
+	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
+	wakeCh  chan struct{}
+	started bool // writer running
+
+	closeOnce  sync.Once
+	done       chan struct{} // closed when the connection is ending
+	why        closeReason
+	writerDone chan struct{}
+	finished   chan struct{} // closed after teardown (session detached)
+}
+
+func newConn(b *Broker, nc net.Conn) *conn {
+	return &conn{
+		b:          b,
+		nc:         nc,
+		r:          wire.NewReader(nc, b.opts.MaxPacketSize),
+		log:        b.log.With("remote", nc.RemoteAddr().String()),
+		pl:         newPipeline(b.opts.MaxPipeline),
+		wakeCh:     make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		finished:   make(chan struct{}),
+	}
+}
+
+// run is the connection's reader goroutine.
+func (c *conn) run() {
+	defer c.b.forgetConn(c)
+	defer close(c.finished)
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
+	pkt, err := c.r.ReadPacket(0)
+	if err != nil {
+		c.refuseBadConnect(err)
+		close(c.writerDone)
+		c.nc.Close()
+		return
+	}
+	cp, ok := pkt.(*wire.Connect)
+	if !ok {
+		c.b.stats.ProtocolErrors.Add(1)
+		c.log.Warn("closing connection: first packet is not CONNECT", "packet", pkt.Type())
+		close(c.writerDone)
+		c.nc.Close()
+		return
+	}
+	if !c.handleConnect(cp) {
+		close(c.writerDone)
+		c.nc.Close()
+		return
+	}
+	c.wmu.Lock()
+	c.started = true
+	c.wmu.Unlock()
+	go c.writeLoop()
+	c.readLoop()
+	c.teardown()
+}
+
+// refuseBadConnect answers a CONNECT that could not be decoded.
+func (c *conn) refuseBadConnect(err error) {
+	we := wire.AsError(err)
+	switch {
+	case we != nil && we.Code == wire.UnsupportedProtocolVersion:
+		// 3.1.1 §3.2.2.3: answer 0x01 and close. A 5.0 server answers 0x84,
+		// but a client speaking an unknown level cannot be assumed to parse
+		// 5.0: 0x01 in the 3.1.1 layout is what every version understands.
+		c.b.stats.ProtocolErrors.Add(1)
+		c.log.Warn("refusing connection: unsupported protocol version", "err", err)
+		c.writeNow(&wire.Connack{ReasonCode: wire.ConnRefusedProtocolVersion}, wire.V311)
+	case we != nil:
+		c.b.stats.ProtocolErrors.Add(1)
+		c.log.Warn("closing connection: malformed CONNECT", "err", err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Info("closing connection: no CONNECT in time", "timeout", c.b.opts.ConnectTimeout)
+	case errors.Is(err, io.EOF):
+		c.log.Debug("connection closed before CONNECT")
+	default:
+		c.log.Info("closing connection before CONNECT", "err", err)
+	}
+}
+
+// writeNow writes one packet synchronously; only before the writer starts.
+func (c *conn) writeNow(p wire.Packet, v wire.Version) {
+	buf, err := wire.AppendPacket(nil, p, v)
+	if err != nil {
+		c.log.Error("encoding packet", "packet", p.Type(), "err", err)
+		return
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.nc.Write(buf)
+}
+
+// readLoop reads packets until the connection ends.
+func (c *conn) readLoop() {
+	for {
+		if c.keepAlive > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		} else {
+			_ = c.nc.SetReadDeadline(time.Time{})
+		}
+		pkt, err := c.r.ReadPacket(c.version)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if !c.handle(pkt) {
+			return
+		}
+	}
+}
+
+// readFailed classifies the end of the read side.
+func (c *conn) readFailed(err error) {
+	select {
+	case <-c.done:
+		return // closed by us (take-over, shutdown): the reason is set
+	default:
+	}
+	we := wire.AsError(err)
+	switch {
+	case we != nil:
+		c.b.stats.ProtocolErrors.Add(1)
+		c.log.Warn("closing connection: bad packet", "err", err)
+		c.disconnectWith(we.Code)
+		c.closeWith(endProtocol)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Info("closing connection: keep alive timeout", "keepalive", c.keepAlive)
+		c.disconnectWith(wire.KeepAliveTimeout)
+		c.closeWith(endKeepAlive)
+	case errors.Is(err, io.EOF):
+		c.log.Debug("connection closed by client without DISCONNECT")
+		c.closeWith(endIOError)
+	default:
+		c.log.Info("connection read failed", "err", err)
+		c.closeWith(endIOError)
+	}
+}
+
+// disconnectWith queues a 5.0 server DISCONNECT (3.x has none: the
+// connection is just closed).
+func (c *conn) disconnectWith(code wire.ReasonCode) {
+	if c.version == wire.V5 {
+		c.send(&wire.Disconnect{ReasonCode: code})
+	}
+}
+
+// protocolError ends the connection for a protocol violation.
+func (c *conn) protocolError(code wire.ReasonCode, msg string, args ...any) bool {
+	c.b.stats.ProtocolErrors.Add(1)
+	c.log.Warn("closing connection: "+msg, append(args, "client", c.clientID)...)
+	c.disconnectWith(code)
+	c.closeWith(endProtocol)
+	return false
+}
+
+// handle dispatches one packet; false ends the connection.
+func (c *conn) handle(pkt wire.Packet) bool {
+	switch p := pkt.(type) {
+	case *wire.Publish:
+		return c.onPublish(p)
+	case *wire.Ack:
+		switch p.Kind {
+		case wire.PUBREL:
+			c.onPubrel(p)
+		default:
+			c.onDeliveryAck(p)
+		}
+		return true
+	case *wire.Subscribe:
+		c.onSubscribe(p)
+		return true
+	case *wire.Unsubscribe:
+		c.onUnsubscribe(p)
+		return true
+	case *wire.Pingreq:
+		c.send(&wire.Pingresp{})
+		return true
+	case *wire.Disconnect:
+		c.onDisconnect(p)
+		return false
+	case *wire.Connect:
+		return c.protocolError(wire.ProtocolError, "second CONNECT")
+	case *wire.Auth:
+		return c.protocolError(wire.ProtocolError, "AUTH without an authentication method")
+	default:
+		return c.protocolError(wire.ProtocolError, "packet not allowed from a client", "packet", pkt.Type())
+	}
+}
+
+func (c *conn) onDisconnect(p *wire.Disconnect) {
+	if c.version == wire.V5 && p.ReasonCode == wire.DisconnectWithWill {
+		c.closeWith(endIOError) // 5.0: "disconnect with will message"
+		return
+	}
+	if c.version == wire.V5 && p.Props != nil && p.Props.SessionExpiry != nil {
+		c.sess.mu.Lock()
+		if c.sess.rec.ExpiryInterval == 0 && *p.Props.SessionExpiry != 0 {
+			c.sess.mu.Unlock()
+			c.protocolError(wire.ProtocolError, "DISCONNECT sets a session expiry on a session created with none")
+			return
+		}
+		c.sess.rec.ExpiryInterval = *p.Props.SessionExpiry
+		c.sess.mu.Unlock()
+	}
+	c.closeWith(endDisconnect)
+}
+
+// closeWith starts ending the connection (once): it unblocks the reader and
+// tells the writer to flush what is queued and stop.
+func (c *conn) closeWith(why closeReason) {
+	c.closeOnce.Do(func() {
+		c.why = why
+		close(c.done)
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	})
+}
+
+// takeover is called by a new connection with the same client id.
+func (c *conn) takeover() {
+	c.disconnectWith(wire.SessionTakenOver)
+	c.closeWith(endTakeover)
+}
+
+// shutdown is called by Broker.Shutdown.
+func (c *conn) shutdown() {
+	c.disconnectWith(wire.ServerShuttingDown)
+	c.closeWith(endShutdown)
+}
+
+// teardown runs on the reader goroutine after the read loop ends.
+func (c *conn) teardown() {
+	c.closeWith(endIOError)
+	c.pl.close()
+	<-c.writerDone
+	c.nc.Close()
+	c.b.detach(c)
+}
+
+// failCommit ends the connection when the store could not commit what a
+// packet needed: nothing is acknowledged.
+func (c *conn) failCommit(err error) {
+	c.log.Error("store commit failed; closing connection without acknowledging", "client", c.clientID, "err", err)
+	c.disconnectWith(wire.UnspecifiedError)
+	c.closeWith(endStoreFailure)
+}

@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cairn-mqtt/cairn/store"
+	"github.com/cairn-mqtt/cairn/wire"
+)
+
+// idLocks serialises CONNECT handling per client id, so that two connections
+// racing for one id take over one after the other, while connections for
+// different ids (and their session commits) proceed in parallel.
+type idLocks struct {
+	mu    sync.Mutex
+	locks map[string]*idLock
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *idLocks) lock(id string) func() {
+	l.mu.Lock()
+	if l.locks == nil {
+		l.locks = make(map[string]*idLock)
+	}
+	k := l.locks[id]
+	if k == nil {
+		k = &idLock{}
+		l.locks[id] = k
+	}
+	k.refs++
+	l.mu.Unlock()
+	k.mu.Lock()
+	return func() {
+		k.mu.Unlock()
+		l.mu.Lock()
+		k.refs--
+		if k.refs == 0 {
+			delete(l.locks, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// takeoverWait bounds how long a new connection waits for the old one with
+// the same client id to finish.
+const takeoverWait = 10 * time.Second
+
+// handleConnect validates CONNECT, takes over or creates the session,
+// makes it durable when it is persistent, and queues CONNACK. It returns
+// false if the connection was refused (the answer, if any, already written).
+func (c *conn) handleConnect(p *wire.Connect) bool {
+	b := c.b
+	c.version = p.Version
+	c.r.SetMaxPacketSize(b.opts.MaxPacketSize)
+	id := p.ClientID
+	assigned := false
+	if id == "" {
+		if p.Version == wire.V5 || (p.Version == wire.V311 && p.CleanStart) {
+			id, assigned = newClientID(), true
+		} else {
+			return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "empty client id without clean session")
+		}
+	}
+	if len(id) > b.opts.MaxClientIDLen || !utf8.ValidString(id) {
+		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "client id too long or not UTF-8", "len", len(id))
+	}
+	if p.Will != nil {
+		if err := wire.ValidateTopicName(p.Will.Topic); err != nil {
+			return c.refuse(wire.ConnRefusedServerUnavailable, wire.TopicNameInvalid, "invalid will topic", "err", err)
+		}
+	}
+	c.clientID = id
+	c.log = c.log.With("client", id)
+	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
+	window := b.opts.MaxInflight
+	if p.Version == wire.V5 && p.Props != nil {
+		if p.Props.ReceiveMaximum != nil && int(*p.Props.ReceiveMaximum) < window {
+			window = int(*p.Props.ReceiveMaximum)
+		}
+		if p.Props.MaximumPacketSize != nil {
+			c.maxOut = *p.Props.MaximumPacketSize
+		}
+		if p.Props.AuthMethod != "" {
+			return c.refuse(wire.ConnRefusedNotAuthorized, wire.BadAuthenticationMethod, "unsupported authentication method", "method", p.Props.AuthMethod)
+		}
+	}
+	expiry := sessionExpiry(p)
+
+	unlock := b.connects.lock(id)
+	defer unlock()
+
+	old := b.lookup(id)
+	if old != nil {
+		old.mu.Lock()
+		oc := old.conn
+		old.mu.Unlock()
+		if oc != nil {
+			b.stats.SessionsTakenOver.Add(1)
+			c.log.Info("client id taken over by a new connection")
+			oc.takeover()
+			select {
+			case <-oc.finished:
+			case <-time.After(takeoverWait):
+				c.log.Error("previous connection did not finish; refusing take-over")
+				return c.refuse(wire.ConnRefusedServerUnavailable, wire.ServerBusy, "take-over timed out")
+			}
+		}
+		old = b.lookup(id) // a clean session is gone after its teardown
+	}
+
+	now := b.now()
+	rec := store.Session{
+		ClientID:       id,
+		Version:        byte(p.Version),
+		ExpiryInterval: expiry,
+		Connected:      true,
+		ConnectedAt:    now.UnixNano(),
+		Username:       p.Username,
+	}
+	if p.Will != nil {
+		rec.Will = willRecord(p.Will)
+	}
+
+	var evs []*store.Event
+	present := false
+	s := old
+	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent) {
+		evs = append(evs, b.dropSession(s, now)...)
+		s = nil
+	}
+	if s != nil {
+		present = true
+	}
+	if expiry > 0 || (s != nil && s.persistent) {
+		evs = append(evs, &store.Event{Kind: store.EvSessionOpened, Time: now.UnixNano(), Client: id, Session: &rec})
+	}
+	if len(evs) > 0 {
+		if err := b.commitWait(evs, true); err != nil {
+			c.log.Error("store commit failed; refusing connection", "err", err)
+			return c.refuse(wire.ConnRefusedServerUnavailable, wire.ServerUnavailable, "store failure")
+		}
+	}
+	if s == nil {
+		if expiry > 0 {
+			qi := b.store.QueueInfo(id)
+			s = b.newSession(id, true, qi.Head, qi.Next, qi.Head)
+		} else {
+			s = b.newSession(id, false, 0, 0, 0)
+		}
+		b.mu.Lock()
+		b.sessions[id] = s
+		b.mu.Unlock()
+	}
+
+	s.mu.Lock()
+	s.rec = rec
+	s.will = rec.Will
+	if s.persistent {
+		s.out.Rewind(b.store.QueueInfo(id).Head)
+	}
+	s.out.SetWindow(window)
+	s.conn = c
+	s.mu.Unlock()
+	c.sess = s
+	b.stats.Connected.Add(1)
+
+	ack := &wire.Connack{SessionPresent: present && p.Version != wire.V31}
+	if p.Version == wire.V5 {
+		ack.Props = b.connackProps(assigned, id)
+	}
+	c.send(ack)
+	c.log.Debug("client connected", "version", p.Version, "clean", p.CleanStart, "expiry", expiry, "present", present)
+	return true
+}
+
+// connackProps are the 5.0 CONNACK properties: what this broker supports.
+func (b *Broker) connackProps(assigned bool, id string) *wire.Properties {
+	rm := uint16(min(b.opts.MaxInflight, b.opts.MaxPipeline, 65535))
+	mps := b.opts.MaxPacketSize
+	p := &wire.Properties{ReceiveMaximum: &rm, MaximumPacketSize: &mps}
+	if assigned {
+		p.AssignedClientID = id
+	}
+	return p
+}
+
+// refuse answers CONNACK with a failure code and ends the connection.
+func (c *conn) refuse(code3, code5 wire.ReasonCode, msg string, args ...any) bool {
+	c.b.stats.ProtocolErrors.Add(1)
+	c.log.Warn("refusing connection: "+msg, args...)
+	code := code3
+	if c.version == wire.V5 {
+		code = code5
+	}
+	c.writeNow(&wire.Connack{ReasonCode: code}, c.version)
+	return false
+}
+
+func willRecord(w *wire.Will) *store.Will {
+	sw := &store.Will{Topic: w.Topic, Payload: w.Payload, QoS: w.QoS, Retain: w.Retain}
+	if w.Props != nil {
+		sw.Props = wire.AppendProperties(nil, w.Props)
+		if w.Props.WillDelay != nil {
+			sw.Delay = *w.Props.WillDelay
+		}
+	}
+	return sw
+}
+
+// dropSession removes a session and everything it owns (clean start, or end
+// of a session with no expiry), returning the store events for a persistent
+// one. The caller commits them.
+func (b *Broker) dropSession(s *Session, now time.Time) []*store.Event {
+	b.mu.Lock()
+	if b.sessions[s.id] == s {
+		delete(b.sessions, s.id)
+	}
+	b.mu.Unlock()
+	b.subs.UnsubscribeAll(s.id)
+	if !s.persistent {
+		return nil
+	}
+	return []*store.Event{{Kind: store.EvSessionDropped, Time: now.UnixNano(), Client: s.id}}
+}
+
+// commitWait commits and waits for completion.
+func (b *Broker) commitWait(evs []*store.Event, durable bool) error {
+	ch := make(chan error, 1)
+	b.commit(evs, durable, func(err error) { ch <- err })
+	return <-ch
+}

@@ -1,0 +1,137 @@
+package engine_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/wire"
+)
+
+// restartKinds are the ways a subscriber's connection can be lost while a
+// delivery is in flight.
+var restartKinds = []string{"reconnect", "restart", "crash"}
+
+func (tb *testBroker) bounce(kind string) {
+	switch kind {
+	case "restart":
+		tb.restart()
+	case "crash":
+		tb.crash()
+	}
+}
+
+// An unacknowledged QoS 1 delivery is sent again, with DUP and the same
+// packet id, when the persistent session reconnects.
+func TestRedeliveryWithDup(t *testing.T) {
+	for _, kind := range restartKinds {
+		t.Run(kind, func(t *testing.T) {
+			tb := startBroker(t, engine.Options{})
+			r := dialRaw(t, tb.addr)
+			r.connect(t, "dup-sub", false, 0, nil)
+			r.subscribe(t, 1, "dup/t", 1)
+			pub := connect(t, tb.addr, "dup-pub")
+			publish(t, pub, "dup/t", 1, false, "again")
+			pub.Disconnect(100)
+			first := r.expectPublish(t, 5*time.Second)
+			if first.Dup || first.QoS != 1 || first.PacketID == 0 {
+				t.Fatalf("first delivery dup=%v qos=%d pid=%d", first.Dup, first.QoS, first.PacketID)
+			}
+			r.Close() // no PUBACK
+			time.Sleep(50 * time.Millisecond)
+			tb.bounce(kind)
+			r = dialRaw(t, tb.addr)
+			defer r.Close()
+			if !r.connect(t, "dup-sub", false, 0, nil) {
+				t.Fatal("session not present")
+			}
+			again := r.expectPublish(t, 5*time.Second)
+			if !again.Dup || again.PacketID != first.PacketID || string(again.Payload) != "again" {
+				t.Fatalf("redelivery dup=%v pid=%d (first %d) payload=%q", again.Dup, again.PacketID, first.PacketID, again.Payload)
+			}
+			r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: again.PacketID})
+			// Acknowledged: not sent a third time.
+			r.Close()
+			time.Sleep(50 * time.Millisecond)
+			r = dialRaw(t, tb.addr)
+			defer r.Close()
+			r.connect(t, "dup-sub", false, 0, nil)
+			if p, err := r.Recv(300 * time.Millisecond); err == nil {
+				t.Fatalf("acknowledged message sent again: %#v", p)
+			}
+		})
+	}
+}
+
+// A QoS 2 delivery whose PUBREC the broker received is resumed with PUBREL,
+// never with the PUBLISH again (which the client would deliver twice).
+func TestOutboundQoS2ResumesWithPubrel(t *testing.T) {
+	for _, kind := range restartKinds {
+		t.Run(kind, func(t *testing.T) {
+			tb := startBroker(t, engine.Options{})
+			r := dialRaw(t, tb.addr)
+			r.connect(t, "q2out", false, 0, nil)
+			r.subscribe(t, 1, "q2out/t", 2)
+			pub := connect(t, tb.addr, "q2out-pub")
+			publish(t, pub, "q2out/t", 2, false, "exactly once")
+			pub.Disconnect(100)
+			p := r.expectPublish(t, 5*time.Second)
+			r.Send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID})
+			r.expectAck(t, wire.PUBREL, p.PacketID)
+			r.Close() // no PUBCOMP
+			time.Sleep(50 * time.Millisecond)
+			tb.bounce(kind)
+			r = dialRaw(t, tb.addr)
+			defer r.Close()
+			r.connect(t, "q2out", false, 0, nil)
+			r.expectAck(t, wire.PUBREL, p.PacketID)
+			r.Send(&wire.Ack{Kind: wire.PUBCOMP, PacketID: p.PacketID})
+			if x, err := r.Recv(300 * time.Millisecond); err == nil {
+				t.Fatalf("after PUBCOMP got %#v", x)
+			}
+		})
+	}
+}
+
+// The in-flight window bounds unacknowledged deliveries; the rest wait, in
+// order, and packet ids are never reused while in flight.
+func TestInflightWindow(t *testing.T) {
+	tb := startBroker(t, engine.Options{MaxInflight: 3})
+	r := dialRaw(t, tb.addr)
+	defer r.Close()
+	r.connect(t, "window", true, 0, nil)
+	r.subscribe(t, 1, "w/t", 1)
+	pub := connect(t, tb.addr, "window-pub")
+	defer pub.Disconnect(100)
+	for i := 0; i < 10; i++ {
+		publish(t, pub, "w/t", 1, false, fmt.Sprint(i))
+	}
+	inflight := map[uint16]bool{}
+	var order []string
+	for len(order) < 3 {
+		p := r.expectPublish(t, 5*time.Second)
+		if inflight[p.PacketID] {
+			t.Fatalf("packet id %d reused while in flight", p.PacketID)
+		}
+		inflight[p.PacketID] = true
+		order = append(order, string(p.Payload))
+	}
+	if p, err := r.Recv(200 * time.Millisecond); err == nil {
+		t.Fatalf("a 4th message was sent with a window of 3: %#v", p)
+	}
+	next := 3
+	for id := range inflight {
+		r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: id})
+		delete(inflight, id)
+		p := r.expectPublish(t, 5*time.Second)
+		if string(p.Payload) != fmt.Sprint(next) {
+			t.Fatalf("got %q, want %d: order lost", p.Payload, next)
+		}
+		if inflight[p.PacketID] {
+			t.Fatalf("packet id %d reused while in flight", p.PacketID)
+		}
+		next++
+		break
+	}
+}

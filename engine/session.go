@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"sync"
+
+	"github.com/cairn-mqtt/cairn/engine/session"
+	"github.com/cairn-mqtt/cairn/engine/topics"
+	"github.com/cairn-mqtt/cairn/store"
+	"github.com/cairn-mqtt/cairn/wire"
+)
+
+// Session is one client's MQTT session. A clean session lives as long as its
+// connection; a persistent one (3.x clean session 0, 5.0 session expiry > 0)
+// outlives it, and everything about it that an acknowledgement covered is in
+// the store.
+type Session struct {
+	id         string
+	persistent bool
+
+	mu      sync.Mutex
+	rec     store.Session // the stored record (persistent sessions)
+	conn    *conn         // the attached connection, nil when offline
+	out     *session.Outbox
+	inbound map[uint16]struct{} // QoS 2 packet ids from the client awaiting PUBREL
+	will    *store.Will
+}
+
+func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow uint64) *Session {
+	return &Session{
+		id:         id,
+		persistent: persistent,
+		out: session.New(session.Config{
+			Persistent: persistent,
+			Window:     b.opts.MaxInflight,
+			MemCap:     b.opts.MaxQueuedMemory,
+			QoS0Cap:    b.opts.MaxQueuedQoS0,
+		}, head, next, sentBelow),
+		inbound: make(map[uint16]struct{}),
+	}
+}
+
+// deliver hands a durable (or volatile) delivery to the session and wakes its
+// connection's writer.
+func (b *Broker) deliver(s *Session, d session.Delivery) {
+	s.mu.Lock()
+	ok := s.out.Push(d)
+	c := s.conn
+	s.mu.Unlock()
+	if !ok {
+		b.stats.MessagesDropped.Add(1)
+		b.log.Debug("delivery dropped: client queue full", "client", s.id, "topic", d.Msg.Topic, "qos", d.QoS)
+		return
+	}
+	if c != nil {
+		c.wake()
+	}
+}
+
+// deliveryOf converts a stored queue entry.
+func deliveryOf(q store.QueuedMessage) session.Delivery {
+	return session.Delivery{
+		Seq:    q.Seq,
+		QoS:    q.Entry.QoS,
+		Retain: q.Entry.Retain,
+		SubIDs: q.Entry.SubIDs,
+		Msg:    q.Msg,
+		State:  q.Entry.State,
+	}
+}
+
+// sessionExpiry is the stored expiry interval of a connection's session:
+// 3.x clean session 0 never expires.
+func sessionExpiry(c *wire.Connect) uint32 {
+	if c.Version == wire.V5 {
+		if c.Props != nil && c.Props.SessionExpiry != nil {
+			return *c.Props.SessionExpiry
+		}
+		return 0
+	}
+	if c.CleanStart {
+		return 0
+	}
+	return 0xFFFFFFFF
+}
+
+func topicsSub(s store.Subscription) topics.Sub {
+	return topics.Sub{QoS: s.QoS, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling, SubID: s.SubID}
+}

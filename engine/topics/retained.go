@@ -1,0 +1,209 @@
+package topics
+
+import (
+	"strings"
+	"sync"
+)
+
+// Retained is an index of retained messages by topic name, matched by filter
+// (the mirror image of [Trie]: here the stored keys are topic names and the
+// query is a filter). It is generic over the stored value. It is safe for
+// concurrent use.
+type Retained[V any] struct {
+	mu   sync.RWMutex
+	root rnode[V]
+	n    int
+	// hits pools the snapshot buffers of Match (*[]retainedHit[V]).
+	hits sync.Pool
+}
+
+// rnode is one topic level of the retained index.
+type rnode[V any] struct {
+	parent   *rnode[V]
+	level    string // key under parent, for pruning
+	children map[string]*rnode[V]
+	topic    string // the full topic name, kept so Match need not rebuild it; valid when has
+	value    V
+	has      bool
+}
+
+type retainedHit[V any] struct {
+	topic string
+	v     V
+}
+
+// NewRetained returns an empty index.
+func NewRetained[V any]() *Retained[V] {
+	return &Retained[V]{}
+}
+
+// Set stores v as the retained message of topic, replacing any previous one.
+// topic is copied, so it may alias a reusable buffer. (Deleting on an empty
+// payload, MQTT §3.3.1.3, is the caller's decision: call [Retained.Delete].)
+func (r *Retained[V]) Set(topic string, v V) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := r.find(topic); n != nil && n.has {
+		n.value = v
+		return
+	}
+	topic = strings.Clone(topic) // node keys below are substrings of this copy
+	n := &r.root
+	for i := 0; i <= len(topic); {
+		level, next := nextLevel(topic, i)
+		c := n.children[level]
+		if c == nil {
+			c = &rnode[V]{parent: n, level: level}
+			if n.children == nil {
+				n.children = make(map[string]*rnode[V])
+			}
+			n.children[level] = c
+		}
+		n, i = c, next
+	}
+	n.topic, n.value, n.has = topic, v, true
+	r.n++
+}
+
+// Delete removes topic's retained message and reports whether there was one.
+func (r *Retained[V]) Delete(topic string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.find(topic)
+	if n == nil || !n.has {
+		return false
+	}
+	var zero V
+	n.topic, n.value, n.has = "", zero, false // release the payload now, not at prune time
+	r.n--
+	// Prune emptied nodes so memory follows the live retained set.
+	for n != &r.root && !n.has && len(n.children) == 0 {
+		p := n.parent
+		delete(p.children, n.level)
+		if len(p.children) == 0 {
+			p.children = nil
+		}
+		n.parent = nil
+		n = p
+	}
+	return true
+}
+
+// Get returns topic's retained message.
+func (r *Retained[V]) Get(topic string) (V, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if n := r.find(topic); n != nil && n.has {
+		return n.value, true
+	}
+	var zero V
+	return zero, false
+}
+
+// Len returns the number of retained messages.
+func (r *Retained[V]) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.n
+}
+
+// find returns topic's node or nil; the caller holds a lock.
+func (r *Retained[V]) find(topic string) *rnode[V] {
+	n := &r.root
+	for i := 0; i <= len(topic); {
+		level, next := nextLevel(topic, i)
+		if n = n.children[level]; n == nil {
+			return nil
+		}
+		i = next
+	}
+	return n
+}
+
+// Match calls fn for every retained topic matching filter, in no particular
+// order, until fn returns false. filter may be a shared filter "$share/g/f";
+// then f is matched (MQTT 5.0 §4.8.2 says retained messages are not sent for
+// shared subscriptions, but that is the caller's decision).
+//
+// The matching messages are snapshotted under the read lock and fn is called
+// after it is released: fn typically queues messages to a subscriber, and
+// holding the lock across that would stall every retained PUBLISH behind a
+// slow client. fn may therefore call r's methods; it sees the values as they
+// were when Match started.
+func (r *Retained[V]) Match(filter string, fn func(topic string, v V) bool) {
+	if _, f, ok := SplitShared(filter); ok {
+		filter = f
+	}
+	bp, _ := r.hits.Get().(*[]retainedHit[V])
+	if bp == nil {
+		bp = new([]retainedHit[V])
+	}
+	r.mu.RLock()
+	hits := r.match(&r.root, filter, 0, (*bp)[:0])
+	r.mu.RUnlock()
+
+	for i := range hits {
+		if !fn(hits[i].topic, hits[i].v) {
+			break
+		}
+	}
+	clear(hits) // do not keep values alive from the pool
+	if cap(hits) <= 1024 {
+		*bp = hits[:0]
+		r.hits.Put(bp)
+	}
+}
+
+// match appends the retained messages under n that match the filter levels
+// from offset i on (see nextLevel for the offset convention).
+func (r *Retained[V]) match(n *rnode[V], filter string, i int, hits []retainedHit[V]) []retainedHit[V] {
+	if i > len(filter) {
+		if n.has {
+			hits = append(hits, retainedHit[V]{n.topic, n.value})
+		}
+		return hits
+	}
+	level, next := nextLevel(filter, i)
+	atRoot := n == &r.root
+	switch level {
+	case "#":
+		// '#' matches the parent level too ("a/#" matches "a"); the root is
+		// not a level and never holds a message.
+		if n.has {
+			hits = append(hits, retainedHit[V]{n.topic, n.value})
+		}
+		for key, c := range n.children {
+			if atRoot && isDollar(key) {
+				continue
+			}
+			hits = r.all(c, hits)
+		}
+	case "+":
+		for key, c := range n.children {
+			if atRoot && isDollar(key) {
+				continue
+			}
+			hits = r.match(c, filter, next, hits)
+		}
+	default:
+		if c := n.children[level]; c != nil {
+			hits = r.match(c, filter, next, hits)
+		}
+	}
+	return hits
+}
+
+// all appends every retained message in n's subtree.
+func (r *Retained[V]) all(n *rnode[V], hits []retainedHit[V]) []retainedHit[V] {
+	if n.has {
+		hits = append(hits, retainedHit[V]{n.topic, n.value})
+	}
+	for _, c := range n.children {
+		hits = r.all(c, hits)
+	}
+	return hits
+}
+
+// isDollar reports whether a first topic level starts with '$'; such topics
+// ("$SYS/...") are not matched by a filter starting with a wildcard.
+func isDollar(level string) bool { return len(level) > 0 && level[0] == '$' }

@@ -1,0 +1,489 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// txn applies events to the projections inside one indexed Pebble batch.
+//
+// Apply is a function of the event (with its assigned Seq, MsgID and
+// Target.Seq) and of the current projections only — never of the clock or
+// of in-memory state that is not itself derived from the projections — so
+// that replaying the log into an empty store rebuilds the same keys
+// (ReplayEvent, replay_test.go).
+//
+// Reads go through the indexed batch, so an event sees the effects of the
+// events before it in the same commit as well as of every earlier commit.
+// QueueInfo changes are staged in t.queues and reach Store.queues (publish)
+// only after Pebble has accepted the batch: a failed commit leaves no trace.
+//
+// One txn lives in the Store and is reused under Store.mu, with its encoder
+// and key scratch buffer, so that the commit path allocates little. Keys are
+// built into kb immediately before each Pebble call; Pebble copies keys and
+// values on Set/Delete/Get, so the buffer can be reused at once.
+type txn struct {
+	s      *Store
+	b      *pebble.Batch
+	enc    *encoder
+	kb     []byte
+	queues map[string]stagedQueue
+}
+
+type stagedQueue struct {
+	qi   QueueInfo
+	gone bool // the queue was deleted (session dropped/expired)
+}
+
+func (t *txn) init(s *Store) {
+	t.s = s
+	t.enc = newEncoder()
+	t.queues = make(map[string]stagedQueue)
+}
+
+func (t *txn) begin(b *pebble.Batch) {
+	t.b = b
+	clear(t.queues)
+}
+
+// apply applies one event to the batch and appends it to the log.
+func (t *txn) apply(ev *Event, assign bool) error {
+	var err error
+	switch ev.Kind {
+	case EvSessionOpened, EvSessionClosed, EvWillFired:
+		err = t.putSession(ev)
+	case EvSessionDropped, EvSessionExpired:
+		err = t.dropSession(ev.Client)
+	case EvSubscribed:
+		err = t.subscribe(ev)
+	case EvUnsubscribed:
+		err = t.unsubscribe(ev)
+	case EvPublished:
+		err = t.published(ev, assign)
+	case EvAcked, EvDropped:
+		err = t.removeEntry(ev.Client, ev.QSeq)
+	case EvPubrecReceived:
+		err = t.updateEntry(ev.Client, ev.QSeq, func(e *QueueEntry) { e.State = StatePubrec })
+	case EvDelivered:
+		err = t.updateEntry(ev.Client, ev.QSeq, func(e *QueueEntry) {
+			e.State, e.PacketID = StateSent, ev.PacketID
+		})
+	case EvReleased:
+		err = t.released(ev)
+	case EvRetainedExpired:
+		err = t.retainedExpired(ev)
+	default:
+		err = fmt.Errorf("unknown event kind %d", ev.Kind)
+	}
+	if err != nil {
+		return err
+	}
+	val, err := t.enc.encodeEvent(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	return t.b.Set(eventKey(t.kb[:0], ev.Seq), val, nil)
+}
+
+// finish writes the staged QueueInfo records and meta/seq.
+func (t *txn) finish(seq uint64) error {
+	for client, sq := range t.queues {
+		k := qinfoKey(t.kb[:0], client)
+		var err error
+		if sq.gone {
+			err = t.b.Delete(k, nil)
+		} else {
+			err = t.b.Set(k, appendQueueInfo(nil, sq.qi), nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return t.b.Set(keySeq, binary.BigEndian.AppendUint64(t.kb[:0], seq), nil)
+}
+
+// publish installs the staged QueueInfo after a successful commit.
+func (t *txn) publish() {
+	if len(t.queues) == 0 {
+		return
+	}
+	t.s.qmu.Lock()
+	for client, sq := range t.queues {
+		if sq.gone {
+			delete(t.s.queues, client)
+		} else {
+			t.s.queues[client] = sq.qi
+		}
+	}
+	t.s.qmu.Unlock()
+}
+
+// queue returns client's QueueInfo as seen by this batch. Reading
+// Store.queues without qmu is safe: it is only written under Store.mu, which
+// the caller holds.
+func (t *txn) queue(client string) QueueInfo {
+	if sq, ok := t.queues[client]; ok {
+		if sq.gone {
+			return emptyQueue
+		}
+		return sq.qi
+	}
+	if qi, ok := t.s.queues[client]; ok {
+		return qi
+	}
+	return emptyQueue
+}
+
+func (t *txn) setQueue(client string, qi QueueInfo) { t.queues[client] = stagedQueue{qi: qi} }
+func (t *txn) dropQueue(client string)              { t.queues[client] = stagedQueue{gone: true} }
+
+// get decodes the value of key into v, reporting whether it exists.
+func (t *txn) get(key []byte, v any) (bool, error) {
+	val, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %q: %w", key, err)
+	}
+	defer closer.Close()
+	return true, decode(key, val, v)
+}
+
+func (t *txn) set(key []byte, v any) error {
+	val, err := t.enc.encode(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", key, err)
+	}
+	return t.b.Set(key, val, nil)
+}
+
+func (t *txn) putSession(ev *Event) error {
+	if ev.Session == nil {
+		return errors.New("missing session")
+	}
+	client := ev.Client
+	if client == "" {
+		client = ev.Session.ClientID
+	} else if ev.Session.ClientID != "" && ev.Session.ClientID != client {
+		return fmt.Errorf("client %q does not match session client id %q", client, ev.Session.ClientID)
+	}
+	if err := checkClient(client); err != nil {
+		return err
+	}
+	return t.set(sessionKey(t.kb[:0], client), ev.Session)
+}
+
+// dropSession deletes everything client owns. Every queue entry releases its
+// message reference, so bodies no other queue holds are deleted; the cost is
+// one read-modify-write per queued message, bounded by the queue's known
+// [Head, Next) range.
+func (t *txn) dropSession(client string) error {
+	if err := checkClient(client); err != nil {
+		return err
+	}
+	if err := t.b.Delete(sessionKey(t.kb[:0], client), nil); err != nil {
+		return err
+	}
+	for _, fam := range []byte{famSub, famInbound} {
+		if err := t.deletePrefix(clientPrefix(nil, fam, client)); err != nil {
+			return err
+		}
+	}
+	qi := t.queue(client)
+	if qi.Count > 0 {
+		it, err := t.b.NewIter(&pebble.IterOptions{
+			LowerBound: queueKey(nil, client, qi.Head),
+			UpperBound: queueKey(nil, client, qi.Next),
+		})
+		if err != nil {
+			return err
+		}
+		for it.First(); it.Valid(); it.Next() {
+			var e QueueEntry
+			if err := decode(it.Key(), it.Value(), &e); err != nil {
+				_ = it.Close()
+				return err
+			}
+			if err := t.b.Delete(it.Key(), nil); err != nil {
+				_ = it.Close()
+				return err
+			}
+			if err := t.release(e.MsgID); err != nil {
+				_ = it.Close()
+				return err
+			}
+		}
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return err
+		}
+	}
+	t.dropQueue(client)
+	return nil
+}
+
+// deletePrefix point-deletes every key with prefix p (a client's
+// subscriptions or inbound packet ids: a handful of keys, not worth a range
+// tombstone).
+func (t *txn) deletePrefix(p []byte) error {
+	it, err := t.b.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := t.b.Delete(it.Key(), nil); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+func (t *txn) subscribe(ev *Event) error {
+	if err := checkClient(ev.Client); err != nil {
+		return err
+	}
+	if ev.Filter == "" {
+		return errors.New("missing filter")
+	}
+	if ev.Sub == nil {
+		return errors.New("missing subscription")
+	}
+	return t.set(subKey(t.kb[:0], ev.Client, ev.Filter), ev.Sub)
+}
+
+func (t *txn) unsubscribe(ev *Event) error {
+	if err := checkClient(ev.Client); err != nil {
+		return err
+	}
+	if ev.Filter == "" {
+		return errors.New("missing filter")
+	}
+	return t.b.Delete(subKey(t.kb[:0], ev.Client, ev.Filter), nil)
+}
+
+// published stores the body once (only if some queue references it), one
+// queue entry per target, the refcount when the fan-out is above 1, the
+// retained value, and the inbound QoS 2 packet id.
+func (t *txn) published(ev *Event, assign bool) error {
+	m := ev.Msg
+	if m == nil {
+		return errors.New("missing message")
+	}
+	if assign {
+		ev.MsgID = ev.Seq
+	} else if ev.MsgID == 0 && len(ev.Targets) > 0 {
+		return errors.New("missing message id")
+	}
+	if len(ev.Targets) > 0 {
+		if err := t.set(msgKey(t.kb[:0], ev.MsgID), m); err != nil {
+			return err
+		}
+		if n := len(ev.Targets); n > 1 {
+			if err := t.b.Set(refKey(t.kb[:0], ev.MsgID), binary.AppendUvarint(nil, uint64(n)), nil); err != nil {
+				return err
+			}
+		}
+		size := int64(len(m.Payload))
+		for i := range ev.Targets {
+			tg := &ev.Targets[i]
+			if err := t.enqueue(ev.MsgID, size, tg, assign); err != nil {
+				return fmt.Errorf("target %q: %w", tg.Client, err)
+			}
+		}
+	}
+	if m.Retain {
+		if err := t.setRetained(m); err != nil {
+			return err
+		}
+	}
+	if ev.InboundPID != 0 {
+		if err := checkClient(ev.Client); err != nil {
+			return fmt.Errorf("inbound packet id: %w", err)
+		}
+		return t.b.Set(inboundKey(t.kb[:0], ev.Client, ev.InboundPID), nil, nil)
+	}
+	return nil
+}
+
+func (t *txn) enqueue(msgID uint64, size int64, tg *Target, assign bool) error {
+	if err := checkClient(tg.Client); err != nil {
+		return err
+	}
+	qi := t.queue(tg.Client)
+	if assign {
+		tg.Seq = qi.Next
+	} else if tg.Seq < qi.Next {
+		return fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
+	}
+	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size}
+	if err := t.set(queueKey(t.kb[:0], tg.Client, tg.Seq), &e); err != nil {
+		return err
+	}
+	if qi.Count == 0 {
+		qi.Head = tg.Seq
+	}
+	qi.Count++
+	qi.Bytes += size
+	qi.Next = tg.Seq + 1
+	t.setQueue(tg.Client, qi)
+	return nil
+}
+
+// retainedExpiry decodes only the expiry of a stored retained message, so
+// replacing a retained value does not decode the old payload.
+type retainedExpiry struct {
+	ExpiresAt int64 `msgpack:"ex,omitempty"`
+}
+
+// setRetained sets or (empty payload) clears r/<topic>, keeping the x/
+// expiry index in step: the old value's index entry is always removed.
+func (t *txn) setRetained(m *Message) error {
+	var old retainedExpiry
+	found, err := t.get(retainedKey(t.kb[:0], m.Topic), &old)
+	if err != nil {
+		return err
+	}
+	if found && old.ExpiresAt != 0 {
+		if err := t.b.Delete(expiryKey(t.kb[:0], old.ExpiresAt, m.Topic), nil); err != nil {
+			return err
+		}
+	}
+	if len(m.Payload) == 0 {
+		return t.b.Delete(retainedKey(t.kb[:0], m.Topic), nil)
+	}
+	if err := t.set(retainedKey(t.kb[:0], m.Topic), m); err != nil {
+		return err
+	}
+	if m.ExpiresAt != 0 {
+		return t.b.Set(expiryKey(t.kb[:0], m.ExpiresAt, m.Topic), nil, nil)
+	}
+	return nil
+}
+
+// retainedExpired deletes r/<topic> and its index entry. With ev.Time set it
+// only does so if the stored value has expired by ev.Time, so an expiry
+// decided on a stale scan of x/ cannot delete a retained message published
+// after the scan. (ev.Time is logged, so this stays deterministic.)
+func (t *txn) retainedExpired(ev *Event) error {
+	var cur retainedExpiry
+	found, err := t.get(retainedKey(t.kb[:0], ev.Topic), &cur)
+	if err != nil || !found {
+		return err
+	}
+	if ev.Time != 0 && (cur.ExpiresAt == 0 || cur.ExpiresAt > ev.Time) {
+		return nil
+	}
+	if cur.ExpiresAt != 0 {
+		if err := t.b.Delete(expiryKey(t.kb[:0], cur.ExpiresAt, ev.Topic), nil); err != nil {
+			return err
+		}
+	}
+	return t.b.Delete(retainedKey(t.kb[:0], ev.Topic), nil)
+}
+
+func (t *txn) released(ev *Event) error {
+	if err := checkClient(ev.Client); err != nil {
+		return err
+	}
+	return t.b.Delete(inboundKey(t.kb[:0], ev.Client, ev.PacketID), nil)
+}
+
+// removeEntry deletes queue entry q/<client>/<qseq> (ack or drop) and
+// releases its message. A missing entry is a no-op: acks can arrive twice
+// (a duplicate PUBACK, or one racing a session takeover).
+func (t *txn) removeEntry(client string, qseq uint64) error {
+	if err := checkClient(client); err != nil {
+		return err
+	}
+	var e QueueEntry
+	found, err := t.get(queueKey(t.kb[:0], client, qseq), &e)
+	if err != nil || !found {
+		return err
+	}
+	if err := t.b.Delete(queueKey(t.kb[:0], client, qseq), nil); err != nil {
+		return err
+	}
+	if err := t.release(e.MsgID); err != nil {
+		return err
+	}
+	qi := t.queue(client)
+	qi.Count--
+	qi.Bytes -= e.Size
+	switch {
+	case qi.Count <= 0:
+		qi.Count, qi.Bytes, qi.Head = 0, 0, qi.Next
+	case qseq == qi.Head:
+		if qi.Head, err = t.nextHead(client, qseq+1, qi.Next); err != nil {
+			return err
+		}
+	}
+	t.setQueue(client, qi)
+	return nil
+}
+
+// nextHead finds the lowest queue seq in [from, next). The iterator starts
+// at the removed head, so it only passes tombstones of entries acked out of
+// order, never the whole consumed history.
+func (t *txn) nextHead(client string, from, next uint64) (uint64, error) {
+	it, err := t.b.NewIter(&pebble.IterOptions{
+		LowerBound: queueKey(nil, client, from),
+		UpperBound: queueKey(nil, client, next),
+	})
+	if err != nil {
+		return 0, err
+	}
+	head := next
+	if it.First() {
+		_, seq, err := queueKeySeq(it.Key())
+		if err != nil {
+			_ = it.Close()
+			return 0, err
+		}
+		head = seq
+	}
+	return head, errors.Join(it.Error(), it.Close())
+}
+
+// updateEntry rewrites a queue entry's state; a missing entry is a no-op.
+func (t *txn) updateEntry(client string, qseq uint64, fn func(*QueueEntry)) error {
+	if err := checkClient(client); err != nil {
+		return err
+	}
+	var e QueueEntry
+	found, err := t.get(queueKey(t.kb[:0], client, qseq), &e)
+	if err != nil || !found {
+		return err
+	}
+	fn(&e)
+	return t.set(queueKey(t.kb[:0], client, qseq), &e)
+}
+
+// release drops one reference to message id. c/<id> exists only while more
+// than one reference remains (absent means exactly one), so a fan-out-1
+// message costs no refcount key at all and the last release deletes the body.
+func (t *txn) release(id uint64) error {
+	k := refKey(t.kb[:0], id)
+	val, closer, err := t.b.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return t.b.Delete(msgKey(t.kb[:0], id), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("read %q: %w", k, err)
+	}
+	n, derr := decodeUvarint(val)
+	if derr != nil || n < 2 {
+		err = fmt.Errorf("refcount of message %d: bad value %x", id, val)
+	}
+	_ = closer.Close()
+	if err != nil {
+		return err
+	}
+	if n == 2 {
+		return t.b.Delete(refKey(t.kb[:0], id), nil)
+	}
+	return t.b.Set(refKey(t.kb[:0], id), binary.AppendUvarint(nil, n-1), nil)
+}

@@ -1,0 +1,51 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TruncateLog deletes the logged events with Seq < before (clamped to
+// LastSeq()+1, so a commit racing the call is never cut). Projections and
+// LastSeq are unaffected; sequences never restart. The deletion is a single
+// range tombstone committed without sync: losing it in a crash only means
+// the log is truncated again later.
+func (s *Store) TruncateLog(before uint64) error {
+	if s.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	if err := s.enterRead(); err != nil {
+		return err
+	}
+	defer s.exitRead()
+	before = min(before, s.LastSeq()+1)
+	if before <= 1 {
+		return nil
+	}
+	if err := s.db.DeleteRange(eventKey(nil, 0), eventKey(nil, before), pebble.NoSync); err != nil {
+		return fmt.Errorf("store: truncate log before %d: %w", before, err)
+	}
+	return nil
+}
+
+// Checkpoint writes a consistent copy of the store into dir (which must not
+// exist), hard-linking sstables where it can. The copy includes every commit
+// accepted so far, durable or not; it opens with Open like any store. It is
+// the basis for online backup and for inspecting a running broker's store.
+func (s *Store) Checkpoint(dir string) error {
+	if err := s.enterRead(); err != nil {
+		return err
+	}
+	defer s.exitRead()
+	var opts []pebble.CheckpointOption
+	if !s.opts.ReadOnly {
+		// Flush first so the copy needs no WAL replay (a read-only store
+		// cannot flush; its WAL files are copied instead).
+		opts = append(opts, pebble.WithFlushedWAL())
+	}
+	if err := s.db.Checkpoint(dir, opts...); err != nil {
+		return fmt.Errorf("store: checkpoint to %s: %w", dir, err)
+	}
+	return nil
+}

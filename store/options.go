@@ -1,0 +1,123 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configure Open.
+type Options struct {
+	// FS is the filesystem; nil means vfs.Default (disk). Tests use
+	// vfs.NewMem() or vfs.NewCrashableMem().
+	FS vfs.FS
+	// MemTableSize is Pebble's memtable size; 0 means 64 MiB. Pebble's own
+	// 4 MiB default flushes too often for a queue workload.
+	MemTableSize uint64
+	// Logger receives the store's and Pebble's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// ReadOnly opens an existing store for inspection: nothing is written,
+	// Commit returns ErrReadOnly, and Open fails if the store does not exist.
+	ReadOnly bool
+	// Now is the clock for retained-message expiry checks; nil means time.Now.
+	Now func() time.Time
+}
+
+const defaultMemTableSize = 64 << 20
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = defaultMemTableSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+func (o Options) pebbleOptions() *pebble.Options {
+	log := o.Logger.With("component", "pebble")
+	return &pebble.Options{
+		FS:                 o.FS,
+		MemTableSize:       o.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           o.ReadOnly,
+		ErrorIfNotExists:   o.ReadOnly,
+		Logger:             pebbleLogger{log},
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				log.Error("background error", "err", err)
+			},
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				log.Error("data corruption", "path", info.Path, "err", info.Details)
+			},
+			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+				log.Warn("write stall", "reason", info.Reason)
+			},
+			WriteStallEnd: func() { log.Info("write stall ended") },
+		},
+	}
+}
+
+// pebbleLogger routes Pebble's logs to slog. Pebble's chatty job logs go to
+// Debug.
+//
+// Fatalf must not return: Pebble calls it when a commit fails — including
+// when the WAL fsync of a synced write fails — and if it returned, DB.Apply
+// would go on to return nil as if the write were durable. It panics with a
+// *fatalError instead; the store's own calls into Pebble (Open, commit, sync,
+// close) recover that panic and turn it into a failed store, so an fsync
+// error reaches the done callbacks instead of being mistaken for success. A
+// Fatalf on one of Pebble's background goroutines is not recovered and
+// crashes the process, which is the only safe outcome there.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error("fatal: " + msg)
+	panic(&fatalError{msg: msg})
+}
+
+// fatalError is the panic value of pebbleLogger.Fatalf.
+type fatalError struct{ msg string }
+
+func (e *fatalError) Error() string { return e.msg }
+
+// recoverFatal turns a pebbleLogger.Fatalf panic into *errp. Any other panic
+// is re-raised. Use only as: defer recoverFatal(&err) (recover works only in
+// the deferred function itself).
+func recoverFatal(errp *error) {
+	if err := fatalFrom(recover()); err != nil {
+		*errp = err
+	}
+}
+
+// fatalFrom returns the *fatalError carried by a recovered panic value r
+// (nil if r is nil) and re-raises any other panic.
+func fatalFrom(r any) error {
+	if r == nil {
+		return nil
+	}
+	fe, ok := r.(*fatalError)
+	if !ok {
+		panic(r)
+	}
+	return fe
+}

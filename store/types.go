@@ -1,0 +1,144 @@
+package store
+
+// EventKind names what changed. Values are stored: never renumber.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EvSessionOpened   EventKind = 1  // Session: put s/<client> (a new or resumed session)
+	EvSessionClosed   EventKind = 2  // Session: put s/<client> (connection ended; session persists)
+	EvSessionDropped  EventKind = 3  // Client: delete the session and everything it owns (s/, u/, q/, i/), releasing message refs
+	EvSessionExpired  EventKind = 4  // Client: same as dropped, done by expiry
+	EvWillFired       EventKind = 5  // Session: put s/<client> (will cleared)
+	EvSubscribed      EventKind = 6  // Client, Filter, Sub: put u/<client>/<filter>
+	EvUnsubscribed    EventKind = 7  // Client, Filter: delete u/<client>/<filter>
+	EvPublished       EventKind = 8  // Msg, Targets, optional InboundPID (Client = publisher): store body once, enqueue per target, retained set/clear
+	EvAcked           EventKind = 9  // Client, QSeq: delete queue entry (PUBACK / PUBCOMP from the subscriber), release message ref
+	EvPubrecReceived  EventKind = 10 // Client, QSeq: queue entry state -> StatePubrec
+	EvReleased        EventKind = 11 // Client, PacketID: delete i/<client>/<pid> (PUBREL from a QoS 2 publisher)
+	EvDropped         EventKind = 12 // Client, QSeq, Reason: queue entry removed without delivery (expired, overflow)
+	EvRetainedExpired EventKind = 13 // Topic: delete r/<topic> and its expiry index entry
+	EvDelivered       EventKind = 14 // Client, QSeq, PacketID: queue entry state -> StateSent (need not be synced)
+)
+
+// Queue entry states.
+const (
+	StateQueued byte = 0 // not yet sent to the client
+	StateSent   byte = 1 // PUBLISH sent, awaiting PUBACK / PUBREC
+	StatePubrec byte = 2 // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+)
+
+// Event is one logged state change. Which fields are set depends on Kind.
+// Seq is the event's position in the log, assigned by Commit.
+type Event struct {
+	Seq      uint64        `msgpack:"-"`
+	Kind     EventKind     `msgpack:"k"`
+	Time     int64         `msgpack:"t"` // unix nanoseconds, set by the engine
+	Client   string        `msgpack:"c,omitempty"`
+	Session  *Session      `msgpack:"s,omitempty"`
+	Filter   string        `msgpack:"f,omitempty"`
+	Sub      *Subscription `msgpack:"u,omitempty"`
+	MsgID    uint64        `msgpack:"m,omitempty"` // EvPublished: assigned by Commit (= Seq)
+	Msg      *Message      `msgpack:"b,omitempty"`
+	Targets  []Target      `msgpack:"g,omitempty"`
+	QSeq     uint64        `msgpack:"q,omitempty"`
+	PacketID uint16        `msgpack:"p,omitempty"`
+	// InboundPID, with EvPublished, records i/<Client>/<InboundPID>: a QoS 2
+	// packet id from the publisher awaiting PUBREL.
+	InboundPID uint16 `msgpack:"i,omitempty"`
+	Topic      string `msgpack:"o,omitempty"`
+	Reason     string `msgpack:"r,omitempty"`
+}
+
+// Session is the record s/<client>.
+type Session struct {
+	ClientID string `msgpack:"id"`
+	Version  byte   `msgpack:"v"` // wire.Version of the last connection
+	// ExpiryInterval in seconds after disconnect; 0xFFFFFFFF never expires.
+	// 3.x clean session = 0 sessions are stored with 0xFFFFFFFF. Sessions
+	// with interval 0 are never stored.
+	ExpiryInterval uint32 `msgpack:"x"`
+	Connected      bool   `msgpack:"on"`
+	ConnectedAt    int64  `msgpack:"ca"` // unix nanoseconds
+	DisconnectedAt int64  `msgpack:"da,omitempty"`
+	Will           *Will  `msgpack:"w,omitempty"`
+	Username       string `msgpack:"un,omitempty"`
+}
+
+// Will is a session's armed will message.
+type Will struct {
+	Topic   string `msgpack:"t"`
+	Payload []byte `msgpack:"p"`
+	QoS     byte   `msgpack:"q"`
+	Retain  bool   `msgpack:"r"`
+	Props   []byte `msgpack:"x,omitempty"` // wire-encoded 5.0 will properties
+	Delay   uint32 `msgpack:"d,omitempty"` // will delay interval, seconds
+}
+
+// Subscription is the record u/<client>/<filter>.
+type Subscription struct {
+	QoS               byte   `msgpack:"q"`
+	NoLocal           bool   `msgpack:"nl,omitempty"`
+	RetainAsPublished bool   `msgpack:"rap,omitempty"`
+	RetainHandling    byte   `msgpack:"rh,omitempty"`
+	SubID             uint32 `msgpack:"id,omitempty"`
+}
+
+// Message is a message body m/<msgid>, stored once however many queues hold
+// it; also the value of a retained message r/<topic>.
+type Message struct {
+	Topic       string `msgpack:"t"`
+	Payload     []byte `msgpack:"p"`
+	QoS         byte   `msgpack:"q"`
+	Retain      bool   `msgpack:"r,omitempty"`
+	Props       []byte `msgpack:"x,omitempty"` // wire-encoded 5.0 properties (no topic alias / subscription ids)
+	From        string `msgpack:"f,omitempty"` // publisher client id (for no-local)
+	PublishedAt int64  `msgpack:"at"`          // unix nanoseconds
+	ExpiresAt   int64  `msgpack:"ex,omitempty"`
+}
+
+// Target is one persistent session a published message is queued for.
+type Target struct {
+	Client string   `msgpack:"c"`
+	QoS    byte     `msgpack:"q"` // effective QoS for this subscriber
+	Retain bool     `msgpack:"r,omitempty"`
+	SubIDs []uint32 `msgpack:"s,omitempty"`
+	Seq    uint64   `msgpack:"n"` // queue sequence, assigned by Commit
+}
+
+// QueueEntry is the record q/<client>/<seq>.
+type QueueEntry struct {
+	MsgID    uint64   `msgpack:"m"`
+	QoS      byte     `msgpack:"q"`
+	Retain   bool     `msgpack:"r,omitempty"`
+	SubIDs   []uint32 `msgpack:"s,omitempty"`
+	State    byte     `msgpack:"st,omitempty"`
+	PacketID uint16   `msgpack:"p,omitempty"`
+	// Size is the payload length of the referenced message, kept here so
+	// that QueueInfo.Bytes can be maintained on ack without reading the
+	// body. Set by the store when the entry is enqueued.
+	Size int64 `msgpack:"z,omitempty"`
+}
+
+// QueuedMessage is a queue entry joined with its message body.
+type QueuedMessage struct {
+	Seq   uint64
+	Entry QueueEntry
+	Msg   *Message
+}
+
+// QueueInfo is the in-memory summary the store keeps per session queue.
+type QueueInfo struct {
+	Head  uint64 // lowest seq present (Next when empty)
+	Next  uint64 // seq the next enqueued entry gets
+	Count int
+	Bytes int64 // payload bytes referenced
+}
+
+// SessionState is everything stored for one session, for recovery.
+type SessionState struct {
+	Session     Session
+	Subs        map[string]Subscription // by filter
+	Queue       QueueInfo
+	InboundPIDs []uint16 // QoS 2 packet ids awaiting PUBREL
+}
