@@ -9,6 +9,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/wire"
 )
 
 // A persistent session keeps its subscriptions and queues QoS 1/2 messages
@@ -19,9 +20,15 @@ func TestPersistentSessionQueuesWhileOffline(t *testing.T) {
 			tb := startBroker(t, engine.Options{MaxQueuedMemory: 16})
 			id := fmt.Sprintf("persist-%v", restart)
 			got := newReceived()
-			sub := connect(t, tb.addr, id, clean(false), withHandler(got))
-			subscribe(t, sub, "p/#", 2, nil)
-			sub.Disconnect(100)
+			// Set up over a raw connection so the test knows the broker has
+			// processed DISCONNECT before anything is published (else a
+			// message may reach the closing client and be redelivered with
+			// DUP: correct QoS 1, but not what this test counts).
+			setup := dialRaw(t, tb.addr)
+			setup.connect(t, id, false, 0, nil)
+			setup.subscribe(t, 1, "p/#", 2)
+			setup.Send(&wire.Disconnect{})
+			setup.expectClosed(t, 5*time.Second)
 
 			pub := connect(t, tb.addr, id+"-pub")
 			const n = 200
@@ -33,7 +40,7 @@ func TestPersistentSessionQueuesWhileOffline(t *testing.T) {
 			if restart {
 				tb.restart()
 			}
-			sub = connect(t, tb.addr, id, clean(false), withHandler(got))
+			sub := connect(t, tb.addr, id, clean(false), withHandler(got))
 			defer sub.Disconnect(100)
 			if !sub.(interface{ IsConnectionOpen() bool }).IsConnectionOpen() {
 				t.Fatal("not connected")

@@ -48,13 +48,57 @@ func serveCommand() *cli.Command {
 	}
 }
 
+// serveConfig is everything `cairn serve` was told, after flags, CAIRN_*
+// variables and the config file were merged (in that order of precedence).
+type serveConfig struct {
+	Listen      string
+	Data        string
+	MemTableMiB int
+	Engine      engine.Options
+}
+
+func loadServeConfig(c *cli.Context) (serveConfig, error) {
+	cfg := serveConfig{
+		Listen:      c.String("listen"),
+		Data:        c.String("data"),
+		MemTableMiB: c.Int("memtable-size"),
+		Engine: engine.Options{
+			MaxInflight:     c.Int("max-inflight"),
+			MaxQueuedMemory: c.Int("max-queued-memory"),
+			MaxPacketSize:   uint32(c.Int("max-packet-size")),
+			ConnectTimeout:  c.Duration("connect-timeout"),
+		},
+	}
+	switch {
+	case cfg.Listen == "":
+		return cfg, errors.New("listen: an address is required")
+	case cfg.Data == "":
+		return cfg, errors.New("data: a directory is required")
+	case cfg.Engine.MaxInflight < 1 || cfg.Engine.MaxInflight > 65535:
+		return cfg, fmt.Errorf("max-inflight: %d is not in 1..65535", cfg.Engine.MaxInflight)
+	case cfg.Engine.MaxQueuedMemory < 1:
+		return cfg, fmt.Errorf("max-queued-memory: %d must be positive", cfg.Engine.MaxQueuedMemory)
+	case c.Int("max-packet-size") < 64 || c.Int("max-packet-size") > 268435460:
+		return cfg, fmt.Errorf("max-packet-size: %d is not in 64..268435460", c.Int("max-packet-size"))
+	case cfg.Engine.ConnectTimeout <= 0:
+		return cfg, fmt.Errorf("connect-timeout: %v must be positive", cfg.Engine.ConnectTimeout)
+	case cfg.MemTableMiB < 1 || cfg.MemTableMiB > 4096:
+		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
+	}
+	return cfg, nil
+}
+
 func serve(c *cli.Context) error {
+	cfg, err := loadServeConfig(c)
+	if err != nil {
+		return err
+	}
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
 	}
-	dir := c.String("data")
-	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(c.Int("memtable-size")) << 20})
+	dir := cfg.Data
+	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
 	if err != nil {
 		var ce *store.CorruptionError
 		if errors.As(err, &ce) {
@@ -63,13 +107,8 @@ func serve(c *cli.Context) error {
 		return fmt.Errorf("opening the store in %s: %w", dir, err)
 	}
 	defer st.Close()
-	b := engine.New(st, engine.Options{
-		MaxInflight:     c.Int("max-inflight"),
-		MaxQueuedMemory: c.Int("max-queued-memory"),
-		MaxPacketSize:   uint32(c.Int("max-packet-size")),
-		ConnectTimeout:  c.Duration("connect-timeout"),
-		Logger:          log,
-	})
+	cfg.Engine.Logger = log
+	b := engine.New(st, cfg.Engine)
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
 		return err
@@ -77,9 +116,9 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "took", rep.Took)
 
-	l, err := net.Listen("tcp", c.String("listen"))
+	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", c.String("listen"), err)
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
 
