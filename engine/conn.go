@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-mqtt/cairn/store"
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
@@ -41,6 +42,9 @@ type conn struct {
 	keepAlive time.Duration
 	maxOut    uint32 // the client's Maximum Packet Size (5.0), 0 = none
 	pl        *pipeline
+	// acks are finished deliveries (EvAcked) not yet committed: the reader
+	// gathers the acknowledgements of one read buffer into one commit.
+	acks []*store.Event
 
 	wmu     sync.Mutex
 	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
@@ -151,7 +155,27 @@ func (c *conn) readLoop() {
 		if !c.handle(pkt) {
 			return
 		}
+		if len(c.acks) > 0 && (c.r.Buffered() == 0 || len(c.acks) >= maxAckBatch) {
+			c.flushAcks()
+		}
 	}
+}
+
+// maxAckBatch bounds the acknowledgements gathered into one commit.
+const maxAckBatch = 256
+
+// flushAcks commits the gathered acknowledgements. They need no fsync: if a
+// crash loses them the messages are redelivered, which QoS 1 allows and
+// which a QoS 2 receiver answers without delivering again.
+func (c *conn) flushAcks() {
+	if len(c.acks) == 0 {
+		return
+	}
+	if err := c.b.store.Commit(c.acks, false, nil); err != nil {
+		c.b.stats.CommitFailures.Add(1)
+		c.log.Error("store commit of acknowledgements failed", "err", err)
+	}
+	c.acks = nil
 }
 
 // readFailed classifies the end of the read side.
@@ -278,6 +302,7 @@ func (c *conn) teardown() {
 	c.pl.close()
 	<-c.writerDone
 	c.nc.Close()
+	c.flushAcks()
 	c.b.detach(c)
 }
 

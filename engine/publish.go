@@ -215,7 +215,8 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 	switch res {
 	case session.AckCompleted:
 		if s.persistent {
-			b.commit([]*store.Event{{Kind: store.EvAcked, Time: now, Client: s.id, QSeq: d.Seq}}, false, func(error) {})
+			// Batched: the read loop commits them when its buffer runs dry.
+			c.acks = append(c.acks, &store.Event{Kind: store.EvAcked, Time: now, Client: s.id, QSeq: d.Seq})
 		}
 		b.stats.MessagesSent.Add(1)
 		c.wake()

@@ -187,6 +187,6 @@ func (c *conn) dropDelivery(act session.Action, why string) {
 	s.out.Forget(act.PacketID)
 	s.mu.Unlock()
 	if s.persistent {
-		b.commit([]*store.Event{{Kind: store.EvDropped, Time: b.now().UnixNano(), Client: s.id, QSeq: act.Delivery.Seq, Reason: why}}, false, func(error) {})
+		b.commit([]*store.Event{{Kind: store.EvDropped, Time: b.now().UnixNano(), Client: s.id, QSeq: act.Delivery.Seq, Reason: why}}, false, nil)
 	}
 }

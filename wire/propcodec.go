@@ -12,7 +12,8 @@ package wire
 //     than 0/1, ...) is a Protocol Error. The decoder and the encoder apply
 //     the same value rules (checkPropValues), so an encoded block always
 //     decodes.
-//   - An empty block decodes to nil Properties. A present but empty binary
+//   - An empty block, or one holding only empty strings, decodes to nil
+//     Properties. A present but empty binary
 //     property decodes to a non-nil empty slice; a present but empty string
 //     property decodes to "" (absent), except Response Topic, which must be a
 //     valid topic name.
@@ -249,6 +250,9 @@ func (d *dec) propList(ctx uint8) (*Properties, error) {
 		if err := checkPropValues(p, ctx, d.t); err != nil {
 			return nil, err
 		}
+	}
+	if propsLen(p) == 0 {
+		return nil, nil // only empty strings: the same as no properties
 	}
 	return p, nil
 }

@@ -32,7 +32,7 @@ const (
 	DefaultReadBufferSize = 4096
 	// bigInitial caps the first allocation for a packet larger than the
 	// read buffer; the slice then doubles as bytes arrive.
-	bigInitial = 64 << 10
+	bigInitial = 256 << 10
 	// maxEmptyReads is how many (0, nil) reads in a row end a read.
 	maxEmptyReads = 100
 )

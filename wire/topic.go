@@ -94,16 +94,16 @@ func checkPlainFilter(s string, t PacketType) error {
 // "$share/g/a/b" gives ("g", "a/b", true, nil). A filter not starting with
 // "$share/" gives ("", filter, false, nil) and is not otherwise checked. A
 // "$share/" filter whose group is empty or contains '+' or '#', or whose
-// topic filter is missing or invalid, gives an *Error with Code
-// TopicFilterInvalid.
+// topic filter is missing or invalid (see ValidateTopicFilter), gives an
+// *Error with Code TopicFilterInvalid.
 func ParseSharedFilter(filter string) (group, topicFilter string, shared bool, err error) {
 	if !strings.HasPrefix(filter, sharePrefix) {
 		return "", filter, false, nil
 	}
-	group, topicFilter, err = parseShared(filter, 0)
-	if err != nil {
+	if err := checkTopicFilter(filter, 0); err != nil {
 		return "", "", true, err
 	}
+	group, topicFilter, _ = parseShared(filter, 0)
 	return group, topicFilter, true, nil
 }
 

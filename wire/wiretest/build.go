@@ -62,10 +62,3 @@ func pVBI(id byte, v uint32) []byte { return cat([]byte{id}, vbi(v)) }
 func pStr(id byte, s string) []byte { return cat([]byte{id}, str(s)) }
 func pUser(k, v string) []byte      { return cat([]byte{0x26}, str(k), str(v)) }
 func ptr[T any](v T) *T             { return &v }
-func repeat(b byte, n int) []byte {
-	out := make([]byte, n)
-	for i := range out {
-		out[i] = b
-	}
-	return out
-}
