@@ -281,6 +281,9 @@ func (c *conn) closeWith(why closeReason) {
 		c.why = why
 		close(c.done)
 		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		// A writer blocked on a half-open socket must not hold up a
+		// take-over or a shutdown for the whole write timeout.
+		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	})
 }
 

@@ -43,8 +43,19 @@ func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow ui
 // connection's writer.
 func (b *Broker) deliver(s *Session, d session.Delivery) {
 	s.mu.Lock()
-	ok := s.out.Push(d)
 	c := s.conn
+	if c == nil {
+		// Offline: a persistent session's message waits in the store (it
+		// is read back on reconnect, so holding it in memory would only
+		// grow the heap with the number of offline sessions); QoS 0 is
+		// not queued for offline sessions.
+		if s.persistent && d.QoS > 0 {
+			s.out.Durable(d.Seq)
+		}
+		s.mu.Unlock()
+		return
+	}
+	ok := s.out.Push(d)
 	s.mu.Unlock()
 	if !ok {
 		b.stats.MessagesDropped.Add(1)

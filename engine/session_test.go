@@ -222,3 +222,30 @@ func TestWillAfterCrash(t *testing.T) {
 		t.Fatalf("will after crash: %q", m.Payload())
 	}
 }
+
+// A half-open old connection — its client stopped reading, the socket's
+// buffers are full and the writer is stuck — must not block a take-over.
+func TestTakeoverOfStuckConnection(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	old := dialRaw(t, tb.addr)
+	defer old.Close()
+	old.connect(t, "stuck", false, 0, nil)
+	old.subscribe(t, 1, "stuck/t", 0)
+	pub := dialRaw(t, tb.addr)
+	defer pub.Close()
+	pub.connect(t, "stuck-pub", true, 0, nil)
+	big := make([]byte, 64<<10)
+	for i := 0; i < 200; i++ { // ~13 MB toward a client that never reads
+		pub.Send(&wire.Publish{Topic: "stuck/t", Payload: big})
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	nu := dialRaw(t, tb.addr)
+	defer nu.Close()
+	if !nu.connect(t, "stuck", false, 0, nil) {
+		t.Fatal("session not present after take-over")
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("take-over of a stuck connection took %v", el)
+	}
+}

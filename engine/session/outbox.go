@@ -153,6 +153,14 @@ func (o *Outbox) Push(d Delivery) bool {
 	return true
 }
 
+// Durable records that a persistent session's queue holds seq in the store,
+// without keeping the delivery in memory (the session is offline).
+func (o *Outbox) Durable(seq uint64) {
+	if seq >= o.durableNext {
+		o.durableNext = seq + 1
+	}
+}
+
 // NeedLoad reports the seq range [from, to) the caller should read from the
 // store and hand to Loaded, when nothing in memory is waiting to be sent.
 func (o *Outbox) NeedLoad() (from, to uint64, ok bool) {

@@ -1,0 +1,46 @@
+// Package auth holds Cairn's client authentication and authorization
+// building blocks: password files, ACL files and a limiter of failed logins.
+// It knows nothing of sockets or MQTT packets; the engine calls it from its
+// CONNECT, PUBLISH, SUBSCRIBE and delivery paths.
+//
+// # Password files
+//
+// A password file has one "user:hash" line per user; blank lines and lines
+// starting with '#' are ignored. The hash is an argon2id PHC string
+// ("$argon2id$v=19$m=19456,t=2,p=1$salt$key", salt and key in unpadded
+// standard base64) or a bcrypt hash ("$2a$", "$2b$" or "$2y$"). New hashes
+// (HashPassword, AddUser) are argon2id. A user name is non-empty valid UTF-8
+// without ':', control characters or leading/trailing white space, and does
+// not start with '#'.
+//
+// [Passwords.Check] takes the same time for an unknown user as for a known
+// one (it verifies against a dummy hash with the most common parameters of
+// the file) and bounds the number of hashes computed at once, so that a
+// connect storm cannot exhaust memory (an argon2id check allocates its m
+// KiB).
+//
+// # ACL files
+//
+// An ACL file is mosquitto-like:
+//
+//	# rules before the first "user" line apply to every client
+//	topic read public/#
+//	user alice
+//	topic readwrite alice/#        (alice's rules, until the next "user" line)
+//	topic write cmd/%c/#
+//	pattern read devices/%u/#      (every client, wherever the line is)
+//
+// "topic [read|write|readwrite] FILTER" grants access to FILTER (readwrite
+// when the access word is left out); "pattern" is the same for every client.
+// In any rule, a level that is exactly %u stands for the user name and %c for
+// the client id; '%' anywhere else in a level holding %u or %c is an error.
+// A substituted rule never matches an identity that is empty, starts with '$'
+// or contains '+', '#', '/' or U+0000, so an identity cannot widen the rule
+// it is substituted into. With an ACL configured everything not granted is
+// denied; anonymous clients (user "") get the rules that apply to everyone.
+//
+// # Failed logins
+//
+// [FailedLoginLimiter] is a token bucket per source address (IPv6 grouped by
+// /64) with a bounded number of entries, evicting the least recently used.
+package auth
