@@ -8,7 +8,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// txn applies events to the projections inside one indexed Pebble batch.
+// txn applies events to the projections inside one Pebble batch (indexed
+// when some event needs to read; see anyReads).
 //
 // Apply is a function of the event (with its assigned Seq, MsgID and
 // Target.Seq) and of the current projections only — never of the clock or
@@ -29,7 +30,8 @@ type txn struct {
 	s      *Store
 	b      *pebble.Batch
 	enc    *encoder
-	kb     []byte
+	kb     []byte // key scratch
+	vb     []byte // small-value scratch (QueueInfo, refcounts)
 	queues map[string]stagedQueue
 }
 
@@ -42,6 +44,13 @@ func (t *txn) init(s *Store) {
 	t.s = s
 	t.enc = newEncoder()
 	t.queues = make(map[string]stagedQueue)
+}
+
+// k keeps a key built into kb, so the buffer's growth is reused by the next
+// key instead of allocating: use as t.k(fooKey(t.kb[:0], ...)).
+func (t *txn) k(key []byte) []byte {
+	t.kb = key
+	return key
 }
 
 func (t *txn) begin(b *pebble.Batch) {
@@ -85,24 +94,26 @@ func (t *txn) apply(ev *Event, assign bool) error {
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
-	return t.b.Set(eventKey(t.kb[:0], ev.Seq), val, nil)
+	return t.b.Set(t.k(eventKey(t.kb[:0], ev.Seq)), val, nil)
 }
 
-// finish writes the staged QueueInfo records and meta/seq.
-func (t *txn) finish(seq uint64) error {
+// finish writes the staged QueueInfo records. (The last seq needs no key of
+// its own: it is the last e/ key; see Store.load and TruncateLog.)
+func (t *txn) finish() error {
 	for client, sq := range t.queues {
-		k := qinfoKey(t.kb[:0], client)
+		k := t.k(qinfoKey(t.kb[:0], client))
 		var err error
 		if sq.gone {
 			err = t.b.Delete(k, nil)
 		} else {
-			err = t.b.Set(k, appendQueueInfo(nil, sq.qi), nil)
+			t.vb = appendQueueInfo(t.vb[:0], sq.qi)
+			err = t.b.Set(k, t.vb, nil)
 		}
 		if err != nil {
 			return err
 		}
 	}
-	return t.b.Set(keySeq, binary.BigEndian.AppendUint64(t.kb[:0], seq), nil)
+	return nil
 }
 
 // publish installs the staged QueueInfo after a successful commit.
@@ -174,7 +185,7 @@ func (t *txn) putSession(ev *Event) error {
 	if err := checkClient(client); err != nil {
 		return err
 	}
-	return t.set(sessionKey(t.kb[:0], client), ev.Session)
+	return t.set(t.k(sessionKey(t.kb[:0], client)), ev.Session)
 }
 
 // dropSession deletes everything client owns. Every queue entry releases its
@@ -185,7 +196,7 @@ func (t *txn) dropSession(client string) error {
 	if err := checkClient(client); err != nil {
 		return err
 	}
-	if err := t.b.Delete(sessionKey(t.kb[:0], client), nil); err != nil {
+	if err := t.b.Delete(t.k(sessionKey(t.kb[:0], client)), nil); err != nil {
 		return err
 	}
 	for _, fam := range []byte{famSub, famInbound} {
@@ -252,7 +263,7 @@ func (t *txn) subscribe(ev *Event) error {
 	if ev.Sub == nil {
 		return errors.New("missing subscription")
 	}
-	return t.set(subKey(t.kb[:0], ev.Client, ev.Filter), ev.Sub)
+	return t.set(t.k(subKey(t.kb[:0], ev.Client, ev.Filter)), ev.Sub)
 }
 
 func (t *txn) unsubscribe(ev *Event) error {
@@ -262,7 +273,7 @@ func (t *txn) unsubscribe(ev *Event) error {
 	if ev.Filter == "" {
 		return errors.New("missing filter")
 	}
-	return t.b.Delete(subKey(t.kb[:0], ev.Client, ev.Filter), nil)
+	return t.b.Delete(t.k(subKey(t.kb[:0], ev.Client, ev.Filter)), nil)
 }
 
 // published stores the body once (only if some queue references it), one
@@ -279,11 +290,12 @@ func (t *txn) published(ev *Event, assign bool) error {
 		return errors.New("missing message id")
 	}
 	if len(ev.Targets) > 0 {
-		if err := t.set(msgKey(t.kb[:0], ev.MsgID), m); err != nil {
+		if err := t.set(t.k(msgKey(t.kb[:0], ev.MsgID)), m); err != nil {
 			return err
 		}
 		if n := len(ev.Targets); n > 1 {
-			if err := t.b.Set(refKey(t.kb[:0], ev.MsgID), binary.AppendUvarint(nil, uint64(n)), nil); err != nil {
+			t.vb = binary.AppendUvarint(t.vb[:0], uint64(n))
+			if err := t.b.Set(t.k(refKey(t.kb[:0], ev.MsgID)), t.vb, nil); err != nil {
 				return err
 			}
 		}
@@ -304,7 +316,7 @@ func (t *txn) published(ev *Event, assign bool) error {
 		if err := checkClient(ev.Client); err != nil {
 			return fmt.Errorf("inbound packet id: %w", err)
 		}
-		return t.b.Set(inboundKey(t.kb[:0], ev.Client, ev.InboundPID), nil, nil)
+		return t.b.Set(t.k(inboundKey(t.kb[:0], ev.Client, ev.InboundPID)), nil, nil)
 	}
 	return nil
 }
@@ -320,7 +332,7 @@ func (t *txn) enqueue(msgID uint64, size int64, tg *Target, assign bool) error {
 		return fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
 	}
 	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size}
-	if err := t.set(queueKey(t.kb[:0], tg.Client, tg.Seq), &e); err != nil {
+	if err := t.set(t.k(queueKey(t.kb[:0], tg.Client, tg.Seq)), &e); err != nil {
 		return err
 	}
 	if qi.Count == 0 {
@@ -343,23 +355,23 @@ type retainedExpiry struct {
 // expiry index in step: the old value's index entry is always removed.
 func (t *txn) setRetained(m *Message) error {
 	var old retainedExpiry
-	found, err := t.get(retainedKey(t.kb[:0], m.Topic), &old)
+	found, err := t.get(t.k(retainedKey(t.kb[:0], m.Topic)), &old)
 	if err != nil {
 		return err
 	}
 	if found && old.ExpiresAt != 0 {
-		if err := t.b.Delete(expiryKey(t.kb[:0], old.ExpiresAt, m.Topic), nil); err != nil {
+		if err := t.b.Delete(t.k(expiryKey(t.kb[:0], old.ExpiresAt, m.Topic)), nil); err != nil {
 			return err
 		}
 	}
 	if len(m.Payload) == 0 {
-		return t.b.Delete(retainedKey(t.kb[:0], m.Topic), nil)
+		return t.b.Delete(t.k(retainedKey(t.kb[:0], m.Topic)), nil)
 	}
-	if err := t.set(retainedKey(t.kb[:0], m.Topic), m); err != nil {
+	if err := t.set(t.k(retainedKey(t.kb[:0], m.Topic)), m); err != nil {
 		return err
 	}
 	if m.ExpiresAt != 0 {
-		return t.b.Set(expiryKey(t.kb[:0], m.ExpiresAt, m.Topic), nil, nil)
+		return t.b.Set(t.k(expiryKey(t.kb[:0], m.ExpiresAt, m.Topic)), nil, nil)
 	}
 	return nil
 }
@@ -370,7 +382,7 @@ func (t *txn) setRetained(m *Message) error {
 // after the scan. (ev.Time is logged, so this stays deterministic.)
 func (t *txn) retainedExpired(ev *Event) error {
 	var cur retainedExpiry
-	found, err := t.get(retainedKey(t.kb[:0], ev.Topic), &cur)
+	found, err := t.get(t.k(retainedKey(t.kb[:0], ev.Topic)), &cur)
 	if err != nil || !found {
 		return err
 	}
@@ -378,18 +390,18 @@ func (t *txn) retainedExpired(ev *Event) error {
 		return nil
 	}
 	if cur.ExpiresAt != 0 {
-		if err := t.b.Delete(expiryKey(t.kb[:0], cur.ExpiresAt, ev.Topic), nil); err != nil {
+		if err := t.b.Delete(t.k(expiryKey(t.kb[:0], cur.ExpiresAt, ev.Topic)), nil); err != nil {
 			return err
 		}
 	}
-	return t.b.Delete(retainedKey(t.kb[:0], ev.Topic), nil)
+	return t.b.Delete(t.k(retainedKey(t.kb[:0], ev.Topic)), nil)
 }
 
 func (t *txn) released(ev *Event) error {
 	if err := checkClient(ev.Client); err != nil {
 		return err
 	}
-	return t.b.Delete(inboundKey(t.kb[:0], ev.Client, ev.PacketID), nil)
+	return t.b.Delete(t.k(inboundKey(t.kb[:0], ev.Client, ev.PacketID)), nil)
 }
 
 // removeEntry deletes queue entry q/<client>/<qseq> (ack or drop) and
@@ -400,11 +412,11 @@ func (t *txn) removeEntry(client string, qseq uint64) error {
 		return err
 	}
 	var e QueueEntry
-	found, err := t.get(queueKey(t.kb[:0], client, qseq), &e)
+	found, err := t.get(t.k(queueKey(t.kb[:0], client, qseq)), &e)
 	if err != nil || !found {
 		return err
 	}
-	if err := t.b.Delete(queueKey(t.kb[:0], client, qseq), nil); err != nil {
+	if err := t.b.Delete(t.k(queueKey(t.kb[:0], client, qseq)), nil); err != nil {
 		return err
 	}
 	if err := t.release(e.MsgID); err != nil {
@@ -454,22 +466,22 @@ func (t *txn) updateEntry(client string, qseq uint64, fn func(*QueueEntry)) erro
 		return err
 	}
 	var e QueueEntry
-	found, err := t.get(queueKey(t.kb[:0], client, qseq), &e)
+	found, err := t.get(t.k(queueKey(t.kb[:0], client, qseq)), &e)
 	if err != nil || !found {
 		return err
 	}
 	fn(&e)
-	return t.set(queueKey(t.kb[:0], client, qseq), &e)
+	return t.set(t.k(queueKey(t.kb[:0], client, qseq)), &e)
 }
 
 // release drops one reference to message id. c/<id> exists only while more
 // than one reference remains (absent means exactly one), so a fan-out-1
 // message costs no refcount key at all and the last release deletes the body.
 func (t *txn) release(id uint64) error {
-	k := refKey(t.kb[:0], id)
+	k := t.k(refKey(t.kb[:0], id))
 	val, closer, err := t.b.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return t.b.Delete(msgKey(t.kb[:0], id), nil)
+		return t.b.Delete(t.k(msgKey(t.kb[:0], id)), nil)
 	}
 	if err != nil {
 		return fmt.Errorf("read %q: %w", k, err)
@@ -483,7 +495,8 @@ func (t *txn) release(id uint64) error {
 		return err
 	}
 	if n == 2 {
-		return t.b.Delete(refKey(t.kb[:0], id), nil)
+		return t.b.Delete(t.k(refKey(t.kb[:0], id)), nil)
 	}
-	return t.b.Set(refKey(t.kb[:0], id), binary.AppendUvarint(nil, n-1), nil)
+	t.vb = binary.AppendUvarint(t.vb[:0], n-1)
+	return t.b.Set(t.k(refKey(t.kb[:0], id)), t.vb, nil)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -93,9 +94,10 @@ type pipeline struct {
 	failed atomic.Bool // mirrors err != nil for the Commit fast path
 	wg     sync.WaitGroup
 
-	commits atomic.Uint64
-	events  atomic.Uint64
-	syncs   atomic.Uint64
+	commits  atomic.Uint64
+	events   atomic.Uint64
+	syncs    atomic.Uint64
+	syncNano atomic.Int64
 }
 
 func (p *pipeline) start(s *Store) {
@@ -171,7 +173,8 @@ func (s *Store) ReplayEvent(ev *Event) error {
 	return nil
 }
 
-// Sync blocks until everything committed so far is fsynced.
+// Sync blocks until everything committed so far is fsynced. It must not be
+// called from a done callback (it waits for the completion goroutine).
 func (s *Store) Sync() error {
 	ch := make(chan error, 1)
 	if err := s.Commit(nil, true, func(err error) { ch <- err }); err != nil {
@@ -184,7 +187,12 @@ func (s *Store) Sync() error {
 // then, publishes the new in-memory state (QueueInfo, lastSeq). Called with
 // s.mu held. assign selects Commit (assign seqs) or ReplayEvent (check them).
 func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
-	b := s.db.NewIndexedBatch()
+	var b *pebble.Batch
+	if anyReads(evs) {
+		b = s.db.NewIndexedBatch()
+	} else {
+		b = s.db.NewBatch() // cheaper: no per-key index to maintain
+	}
 	defer b.Close()
 	t := &s.tx
 	t.begin(b)
@@ -205,7 +213,7 @@ func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
 			return fmt.Errorf("store: event %d (%v): %w", ev.Seq, ev.Kind, err)
 		}
 	}
-	if err := t.finish(seq); err != nil {
+	if err := t.finish(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	if err := s.applyBatch(b); err != nil {
@@ -265,7 +273,9 @@ func (p *pipeline) syncLoop() {
 		}
 		target := p.committed
 		p.mu.Unlock()
+		start := time.Now()
 		err := p.syncWAL()
+		p.syncNano.Add(int64(time.Since(start)))
 		p.mu.Lock()
 		if err != nil {
 			p.failLocked(fmt.Errorf("wal sync: %w", err))
@@ -380,14 +390,38 @@ type CommitStats struct {
 	Commits uint64 // non-empty Commit / ReplayEvent calls
 	Events  uint64 // events committed
 	Syncs   uint64 // WAL fsyncs issued by the syncer
+	// SyncTime is the total time spent in those fsyncs; SyncTime/Syncs is
+	// the fsync latency, and SyncTime over wall time how busy the disk is.
+	SyncTime time.Duration
 }
 
 // CommitStats returns the pipeline counters; Commits/Syncs is the
 // group-commit factor.
 func (s *Store) CommitStats() CommitStats {
 	return CommitStats{
-		Commits: s.pipe.commits.Load(),
-		Events:  s.pipe.events.Load(),
-		Syncs:   s.pipe.syncs.Load(),
+		Commits:  s.pipe.commits.Load(),
+		Events:   s.pipe.events.Load(),
+		Syncs:    s.pipe.syncs.Load(),
+		SyncTime: time.Duration(s.pipe.syncNano.Load()),
 	}
+}
+
+// anyReads reports whether applying evs reads projections (see txn), which
+// needs an indexed batch so that later events see earlier ones. The hottest
+// commit, a non-retained publish, only writes, so it skips the index.
+func anyReads(evs []*Event) bool {
+	for _, ev := range evs {
+		switch {
+		case ev == nil:
+		case ev.Kind == EvPublished:
+			if ev.Msg != nil && ev.Msg.Retain {
+				return true
+			}
+		case ev.Kind == EvSessionOpened, ev.Kind == EvSessionClosed, ev.Kind == EvWillFired,
+			ev.Kind == EvSubscribed, ev.Kind == EvUnsubscribed, ev.Kind == EvReleased:
+		default:
+			return true
+		}
+	}
+	return false
 }

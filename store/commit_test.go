@@ -98,7 +98,7 @@ func TestCallbackMayCommit(t *testing.T) {
 
 // An empty commit is an ordering barrier; Sync waits for the disk.
 func TestBarrierAndSync(t *testing.T) {
-	fs := vfs.NewCrashableMem()
+	fs := &cloneSafeFS{MemFS: vfs.NewCrashableMem()}
 	s := openTest(t, fs)
 	defer s.Close()
 	// A barrier on a fresh store completes at once.
@@ -132,7 +132,7 @@ func TestBarrierAndSync(t *testing.T) {
 
 // Close makes even non-durable commits durable, and runs every completion.
 func TestCloseSyncsAndDrains(t *testing.T) {
-	fs := vfs.NewCrashableMem()
+	fs := &cloneSafeFS{MemFS: vfs.NewCrashableMem()}
 	s := openTest(t, fs)
 	var done atomic.Int32
 	for i := 0; i < 300; i++ {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"log/slog"
+	"os"
 	"sort"
 	"testing"
 

@@ -29,7 +29,7 @@ const (
 
 var (
 	keyVersion = []byte("meta/version")
-	keySeq     = []byte("meta/seq")
+	keySeq     = []byte("meta/seq") // LastSeq floor, written by TruncateLog
 )
 
 // errKeyShape reports a key that does not parse; it means corruption or a

@@ -1,29 +1,37 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 )
 
 // TruncateLog deletes the logged events with Seq < before (clamped to
-// LastSeq()+1, so a commit racing the call is never cut). Projections and
-// LastSeq are unaffected; sequences never restart. The deletion is a single
-// range tombstone committed without sync: losing it in a crash only means
-// the log is truncated again later.
+// LastSeq()+1). Projections and LastSeq are unaffected; sequences never
+// restart: the same batch records LastSeq in meta/seq, which Open uses when
+// the log no longer shows it. The batch is a range tombstone plus that key,
+// committed without sync: losing it in a crash only means the log is
+// truncated again later. It takes the commit mutex, so it is ordered with
+// commits.
 func (s *Store) TruncateLog(before uint64) error {
 	if s.opts.ReadOnly {
 		return ErrReadOnly
 	}
-	if err := s.enterRead(); err != nil {
-		return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
 	}
-	defer s.exitRead()
-	before = min(before, s.LastSeq()+1)
+	before = min(before, s.lastSeq+1)
 	if before <= 1 {
 		return nil
 	}
-	if err := s.db.DeleteRange(eventKey(nil, 0), eventKey(nil, before), pebble.NoSync); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(eventKey(nil, 0), eventKey(nil, before), nil)
+	_ = b.Set(keySeq, binary.BigEndian.AppendUint64(nil, s.lastSeq), nil)
+	if err := s.applyBatch(b); err != nil {
 		return fmt.Errorf("store: truncate log before %d: %w", before, err)
 	}
 	return nil

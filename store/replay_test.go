@@ -1,7 +1,6 @@
 package store
 
 import (
-	"fmt"
 	"sync"
 	"testing"
 
@@ -14,13 +13,17 @@ import (
 func TestReplayRebuildsProjections(t *testing.T) {
 	src := openTest(t, vfs.NewMem())
 	defer src.Close()
+	commits := 400
+	if raceEnabled {
+		commits = 100
+	}
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			w := newWorkload(src, uint64(g+1))
-			for i := 0; i < 400; i++ {
+			for i := 0; i < commits; i++ {
 				if err := src.Commit(w.commit(4), i%3 == 0, nil); err != nil {
 					t.Error(err)
 					return
@@ -76,6 +79,6 @@ func TestReplayEventRejectsOldSeq(t *testing.T) {
 	}
 	ev = &Event{Seq: 8, MsgID: 8, Kind: EvPublished, Msg: &Message{Topic: "t"}, Targets: []Target{{Client: "c", Seq: 4}}}
 	if err := s.ReplayEvent(ev); err == nil {
-		t.Fatal(fmt.Sprint("replay reusing queue seq 4 accepted"))
+		t.Fatal("replay reusing queue seq 4 accepted")
 	}
 }

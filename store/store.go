@@ -82,7 +82,7 @@ type Store struct {
 
 // Open opens the store in dir, creating it if absent (unless ReadOnly).
 //
-// A new store gets meta/version and meta/seq and is then flushed: the first
+// A new store gets meta/version and is then flushed: the first
 // WAL of a brand-new Pebble is written before the format version is raised,
 // in a format that cannot tell a corrupt record from a torn tail. After the
 // flush, every acknowledged write lives in a WAL whose corruption makes Open
@@ -135,7 +135,7 @@ func wrapOpenErr(dir string, err error) error {
 }
 
 // load initializes a new store or checks an existing one's version, then
-// reads meta/seq and every QueueInfo into memory.
+// finds the last seq and reads every QueueInfo into memory.
 func (s *Store) load() error {
 	ver, found, err := s.getUint64(keyVersion)
 	if err != nil {
@@ -153,11 +153,15 @@ func (s *Store) load() error {
 	if ver < SchemaVersion {
 		return fmt.Errorf("store: schema version %d is older than %d and no migration exists", ver, SchemaVersion)
 	}
-	seq, _, err := s.getUint64(keySeq)
+	floor, _, err := s.getUint64(keySeq)
 	if err != nil {
 		return err
 	}
-	s.lastSeq = seq
+	logged, err := s.lastLogged()
+	if err != nil {
+		return err
+	}
+	s.lastSeq = max(floor, logged)
 	return s.loadQueues()
 }
 
@@ -181,7 +185,6 @@ func (s *Store) initNew() error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(keyVersion, binary.BigEndian.AppendUint64(nil, SchemaVersion), nil)
-	_ = b.Set(keySeq, binary.BigEndian.AppendUint64(nil, 0), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("write meta: %w", err)
 	}
@@ -205,6 +208,23 @@ func (s *Store) getUint64(key []byte) (uint64, bool, error) {
 		return 0, false, fmt.Errorf("read %s: value of %d bytes, want 8", key, len(val))
 	}
 	return binary.BigEndian.Uint64(val), true, nil
+}
+
+// lastLogged returns the seq of the last e/ key (0 if the log is empty).
+// Every commit writes its events to the log, so this is the last committed
+// seq unless TruncateLog removed the whole log, in which case meta/seq holds
+// it. Not writing meta/seq in every commit saves a key per commit.
+func (s *Store) lastLogged() (uint64, error) {
+	p := familyPrefix(famEvent)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	var seq uint64
+	if it.Last() {
+		seq, _, err = splitU64(it.Key())
+	}
+	return seq, errors.Join(err, it.Error(), it.Close())
 }
 
 // loadQueues reads every n/<client> record into s.queues.
@@ -294,8 +314,9 @@ func (s *Store) exitRead() {
 // goes back, even across restarts and log truncation.
 func (s *Store) LastSeq() uint64 { return s.last.Load() }
 
-// QueueInfo returns client's queue summary from memory. A client with no
-// queue has QueueInfo{Head: 1, Next: 1}.
+// QueueInfo returns client's queue summary from memory. It reflects every
+// Commit that has returned, durable or not. A client with no queue has
+// QueueInfo{Head: 1, Next: 1}.
 func (s *Store) QueueInfo(client string) QueueInfo {
 	s.qmu.RLock()
 	defer s.qmu.RUnlock()

@@ -265,3 +265,23 @@ func TestTornWALTailTolerated(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Verify notices broken invariants.
+func TestVerifyDetects(t *testing.T) {
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	commitWait(t, s, true, evPub("t", "abc", "c1", "c2"), evRetain("r", "v", 100))
+	if err := s.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.db.Set(refKey(nil, 1), []byte{5}, pebble.Sync)     // wrong refcount
+	_ = s.db.Set(msgKey(nil, 99), []byte{0x80}, pebble.Sync) // orphan body
+	_ = s.db.Delete(expiryKey(nil, 100, "r"), pebble.Sync)   // index entry lost
+	_ = s.db.Delete(queueKey(nil, "c2", 1), pebble.Sync)     // queue info now stale
+	err := s.Verify()
+	var ve *VerifyError
+	if !errors.As(err, &ve) || len(ve.Problems) < 4 {
+		t.Fatalf("Verify = %v", err)
+	}
+	t.Log(err)
+}

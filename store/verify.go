@@ -25,10 +25,11 @@ const maxProblems = 100
 // snapshot: every queue entry's body exists; every body is referenced, and
 // its c/ refcount equals the number of entries referencing it (absent when
 // that number is 1); every QueueInfo (on disk and in memory) matches its
-// entries; the retained values and the x/ expiry index agree; meta/seq is
-// at least the last logged seq. It does not check engine-level rules (for
-// example that every queue belongs to a stored session). It reads the whole
-// store: it is for `recover`, tests and offline checks, not the hot path.
+// entries; the retained values and the x/ expiry index agree; LastSeq is the
+// last logged seq (or meta/seq after a full truncation). It does not check
+// engine-level rules (for example that every queue belongs to a stored
+// session). It reads the whole store: it is for `recover`, tests and offline
+// checks, not the hot path.
 func (s *Store) Verify() error {
 	if err := s.enterRead(); err != nil {
 		return err
@@ -246,25 +247,26 @@ func (v *verifier) retained() {
 	}
 }
 
-// sequence checks that meta/seq is LastSeq and not below the last logged event.
+// sequence checks that LastSeq is what Open would derive: the last logged
+// seq, or meta/seq (written by TruncateLog) when that is higher.
 func (v *verifier) sequence(lastSeq uint64) {
 	if v.err != nil {
 		return
 	}
+	var floor uint64
 	val, closer, err := v.r.Get(keySeq)
-	if err != nil {
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
 		v.err = fmt.Errorf("read meta/seq: %w", err)
 		return
-	}
-	stored := uint64(0)
-	if len(val) == 8 {
-		stored = binary.BigEndian.Uint64(val)
-	} else {
-		v.problem("meta/seq has %d bytes", len(val))
-	}
-	_ = closer.Close()
-	if stored != lastSeq {
-		v.problem("meta/seq is %d but LastSeq is %d", stored, lastSeq)
+	default:
+		if len(val) == 8 {
+			floor = binary.BigEndian.Uint64(val)
+		} else {
+			v.problem("meta/seq has %d bytes", len(val))
+		}
+		_ = closer.Close()
 	}
 	p := familyPrefix(famEvent)
 	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
@@ -272,10 +274,14 @@ func (v *verifier) sequence(lastSeq uint64) {
 		v.err = err
 		return
 	}
+	var logged uint64
 	if it.Last() {
-		if seq, _, err := splitU64(it.Key()); err == nil && seq > stored {
-			v.problem("event %d is logged beyond meta/seq %d", seq, stored)
-		}
+		logged, _, err = splitU64(it.Key())
 	}
-	v.err = errors.Join(it.Error(), it.Close())
+	if v.err = errors.Join(err, it.Error(), it.Close()); v.err != nil {
+		return
+	}
+	if max(floor, logged) != lastSeq {
+		v.problem("LastSeq is %d but the log ends at %d and meta/seq is %d", lastSeq, logged, floor)
+	}
 }
