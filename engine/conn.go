@@ -147,6 +147,15 @@ func (c *conn) readLoop() {
 		} else {
 			_ = c.nc.SetReadDeadline(time.Time{})
 		}
+		// closeWith closes done *before* it sets a past read deadline, so
+		// checking done after setting ours means that either its deadline
+		// overrides ours or we see done here: a busy reader (a client that
+		// never stops sending) cannot keep a closing connection alive.
+		select {
+		case <-c.done:
+			return
+		default:
+		}
 		pkt, err := c.r.ReadPacket(c.version)
 		if err != nil {
 			c.readFailed(err)

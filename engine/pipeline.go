@@ -90,10 +90,3 @@ func (p *pipeline) close() {
 	p.space.Broadcast()
 	p.mu.Unlock()
 }
-
-// idle reports whether no step is waiting.
-func (p *pipeline) idle() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.q) == 0 && !p.running
-}

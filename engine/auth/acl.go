@@ -11,14 +11,13 @@ import (
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
-// Access is what a rule grants.
-type Access uint8
+// access is what a rule grants.
+type access uint8
 
-// The access a rule grants.
 const (
-	Read      Access = 1 << iota // receive messages (and subscribe)
-	Write                        // publish
-	ReadWrite = Read | Write
+	accRead      access = 1 << iota // receive messages (and subscribe)
+	accWrite                        // publish
+	accReadWrite = accRead | accWrite
 )
 
 // ACL is a loaded ACL file (see the package documentation for the format).
@@ -52,7 +51,7 @@ type level struct {
 
 // rule is one "topic" or "pattern" line.
 type rule struct {
-	access     Access
+	access     access
 	filter     string // as written
 	levels     []level
 	needUser   bool // has a %u level
@@ -94,7 +93,7 @@ func (a *ACL) Reload() error {
 // name; for a will, its topic): some rule for user or everyone grants Write
 // on a filter matching topic.
 func (a *ACL) CanPublish(user, clientID, topic string) bool {
-	return a.rules.Load().match(Write, user, clientID, topic)
+	return a.rules.Load().match(accWrite, user, clientID, topic)
 }
 
 // CanReceive reports whether a message on topic may be delivered to the
@@ -102,7 +101,7 @@ func (a *ACL) CanPublish(user, clientID, topic string) bool {
 // it for every delivery (including retained messages and messages for
 // subscriptions made before the rules last changed).
 func (a *ACL) CanReceive(user, clientID, topic string) bool {
-	return a.rules.Load().match(Read, user, clientID, topic)
+	return a.rules.Load().match(accRead, user, clientID, topic)
 }
 
 // CanSubscribe reports whether the client may subscribe to filter: some rule
@@ -118,19 +117,19 @@ func (a *ACL) CanSubscribe(user, clientID, filter string) bool {
 	}
 	r := a.rules.Load()
 	for _, x := range r.users[user] {
-		if x.access&Read != 0 && x.covers(user, clientID, f) {
+		if x.access&accRead != 0 && x.covers(user, clientID, f) {
 			return true
 		}
 	}
 	for _, x := range r.everyone {
-		if x.access&Read != 0 && x.covers(user, clientID, f) {
+		if x.access&accRead != 0 && x.covers(user, clientID, f) {
 			return true
 		}
 	}
 	return false
 }
 
-func (r *aclRules) match(acc Access, user, clientID, topic string) bool {
+func (r *aclRules) match(acc access, user, clientID, topic string) bool {
 	for _, x := range r.users[user] {
 		if x.access&acc != 0 && x.matches(user, clientID, topic) {
 			return true
@@ -280,14 +279,14 @@ func cutWord(s string) (word, rest string) {
 
 // parseRule parses "[read|write|readwrite] FILTER".
 func parseRule(s string) (*rule, error) {
-	x := &rule{access: ReadWrite}
+	x := &rule{access: accReadWrite}
 	word, rest := cutWord(s)
 	switch word {
 	case "read", "write", "readwrite":
 		if rest == "" {
 			return nil, fmt.Errorf("%q needs a topic filter", word)
 		}
-		x.access = map[string]Access{"read": Read, "write": Write, "readwrite": ReadWrite}[word]
+		x.access = map[string]access{"read": accRead, "write": accWrite, "readwrite": accReadWrite}[word]
 		s = rest
 	case "deny":
 		return nil, fmt.Errorf("\"deny\" rules are not supported: everything not granted is denied")

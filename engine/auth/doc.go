@@ -23,18 +23,22 @@
 //
 // An ACL file is mosquitto-like:
 //
-//	# rules before the first "user" line apply to every client
+//	# Rules before the first "user" line apply to every client.
 //	topic read public/#
+//	# alice's rules, up to the next "user" line:
 //	user alice
-//	topic readwrite alice/#        (alice's rules, until the next "user" line)
+//	topic readwrite alice/#
 //	topic write cmd/%c/#
-//	pattern read devices/%u/#      (every client, wherever the line is)
+//	# A pattern applies to every client, wherever the line is.
+//	pattern read devices/%u/#
 //
 // "topic [read|write|readwrite] FILTER" grants access to FILTER (readwrite
 // when the access word is left out); "pattern" is the same for every client.
 // In any rule, a level that is exactly %u stands for the user name and %c for
-// the client id; '%' anywhere else in a level holding %u or %c is an error.
-// A substituted rule never matches an identity that is empty, starts with '$'
+// the client id; a level holding %u or %c with anything else ("dev-%u") is
+// an error, and any other '%' is literal. Unlike mosquitto, where they are
+// for anonymous clients only, "topic" rules before the first "user" line
+// apply to every client, like patterns. A substituted rule never matches an identity that is empty, starts with '$'
 // or contains '+', '#', '/' or U+0000, so an identity cannot widen the rule
 // it is substituted into. With an ACL configured everything not granted is
 // denied; anonymous clients (user "") get the rules that apply to everyone.
