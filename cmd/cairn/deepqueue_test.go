@@ -57,7 +57,17 @@ func TestHundredThousandQueuedSurviveRestart(t *testing.T) {
 	}
 	t.Logf("SIGTERM → exit 0 in %v", took.Round(time.Millisecond))
 	b.restart()
-	t.Logf("restart with %d queued messages: process start → listening in %v", total, b.startup.Round(time.Millisecond))
+	recovered := "?"
+	if rec := b.logs.lastJSON(b.starts, "store recovered"); rec != nil {
+		if ns, ok := rec["took"].(float64); ok {
+			recovered = time.Duration(ns).Round(time.Microsecond).String()
+		}
+		if q, ok := rec["queued"].(float64); ok && int(q) != total {
+			t.Errorf("the restarted broker reports %v queued messages, want %d", q, total)
+		}
+	}
+	t.Logf("restart with %d queued messages: process start → listening in %v (of which restoring the engine from the opened store: %s)",
+		total, b.startup.Round(time.Millisecond), recovered)
 
 	c, err := dialRaw(t, b.addr, wire.V311)
 	if err != nil {

@@ -34,6 +34,8 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			serveCommand(),
+			benchCommand(),
+			passwdCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -72,7 +74,7 @@ func newLogger(c *cli.Context, w *os.File) (*slog.Logger, error) {
 	var h slog.Handler
 	switch format {
 	case "tint":
-		h = tint.NewHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly})
+		h = tint.NewTextHandler(w, &tint.Options{Level: level, TimeFormat: time.TimeOnly})
 	case "text":
 		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
 	case "json":

@@ -38,6 +38,8 @@ var built struct {
 	dir  string
 	bin  string
 	err  error
+	took time.Duration
+	by   string // the test that built it, until it logged so
 }
 
 func TestMain(m *testing.M) {
@@ -66,6 +68,7 @@ func cairnBinary(t testing.TB) string {
 		}
 		built.dir = dir
 		bin := filepath.Join(dir, "cairn")
+		start := time.Now()
 		cmd := exec.Command(goTool, "build", "-o", bin, ".")
 		cmd.Env = append(os.Environ(), "GOFLAGS=") // no inherited -race
 		out, err := runWithTimeout(cmd, buildTimeout)
@@ -74,7 +77,13 @@ func cairnBinary(t testing.TB) string {
 			return
 		}
 		built.bin = bin
+		built.took = time.Since(start)
+		built.by = t.Name()
 	})
+	if built.by == t.Name() && built.bin != "" {
+		t.Logf("built %s in %v", built.bin, built.took.Round(time.Millisecond))
+		built.by = ""
+	}
 	if built.err != nil {
 		t.Fatalf("building cairn: %v", built.err)
 	}
@@ -85,6 +94,7 @@ func cairnBinary(t testing.TB) string {
 func runWithTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second // a killed go tool's children may hold the pipe
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -152,10 +162,14 @@ func (b *broker) start() {
 		b.t.Fatalf("broker already running (pid %d)", b.p.cmd.Process.Pid)
 	}
 	b.starts++
-	lw := &procLog{sink: b.logs, prefix: fmt.Sprintf("[run %d] ", b.starts), listening: make(chan listenEvent, 1)}
+	lw := &procLog{sink: b.logs, prefix: runPrefix(b.starts), listening: make(chan listenEvent, 1)}
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", b.dir}, b.args...)
 	cmd := exec.Command(b.bin, args...)
-	cmd.Env = append(os.Environ(), "CAIRN_LOG_FORMAT=json", "CAIRN_LOG_LEVEL=info")
+	level := "info"
+	if l := os.Getenv("CAIRN_E2E_LOG_LEVEL"); l != "" {
+		level = l // debug: every connection's story in the failure dump
+	}
+	cmd.Env = append(os.Environ(), "CAIRN_LOG_FORMAT=json", "CAIRN_LOG_LEVEL="+level)
 	cmd.Stderr = lw
 	cmd.SysProcAttr = childProcAttr()
 	began := time.Now()
@@ -258,12 +272,32 @@ func (s *logSink) tail(n int) string {
 	return string(b)
 }
 
-// contains reports whether some log line contains sub.
-func (s *logSink) contains(sub string) bool {
+// lastJSON returns the fields of the last JSON log line of run (1 is the
+// first start of the broker) whose msg is msg, or nil.
+func (s *logSink) lastJSON(run int, msg string) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return bytes.Contains(s.buf.Bytes(), []byte(sub))
+	lines := bytes.Split(s.buf.Bytes(), []byte("\n"))
+	prefix := []byte(runPrefix(run))
+	needle := []byte(fmt.Sprintf("%q", msg))
+	for i := len(lines) - 1; i >= 0; i-- {
+		l, ok := bytes.CutPrefix(lines[i], prefix)
+		if !ok {
+			continue
+		}
+		j := bytes.IndexByte(l, '{')
+		if j < 0 || !bytes.Contains(l, needle) {
+			continue
+		}
+		var rec map[string]any
+		if json.Unmarshal(l[j:], &rec) == nil && rec["msg"] == msg {
+			return rec
+		}
+	}
+	return nil
 }
+
+func runPrefix(run int) string { return fmt.Sprintf("[run %d] ", run) }
 
 type listenEvent struct {
 	addr string

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,4 +119,48 @@ func subscribePersistent(t testing.TB, addr, id string, v wire.Version, subs ...
 	}
 	c.Send(&wire.Disconnect{})
 	c.ExpectClosed(t, ioTimeout)
+}
+
+// flood publishes QoS 0 messages to topic, a batch per write, as fast as the
+// connection takes them, until stop is closed, a write fails or limit
+// passes. The broker's reader of such a connection always has a packet to
+// read. It counts the messages written in sent and returns why it stopped.
+func flood(t testing.TB, addr, id, topic string, sent *atomic.Int64, stop <-chan struct{}, limit time.Duration) error {
+	c, err := dialRaw(t, addr, wire.V311)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if _, err := c.connect(&wire.Connect{ClientID: id, CleanStart: true}); err != nil {
+		return err
+	}
+	batch := make([]wire.Packet, 100)
+	for i := range batch {
+		batch[i] = &wire.Publish{Topic: topic, Payload: []byte("flood")}
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if err := c.send(batch...); err != nil {
+			return err
+		}
+		sent.Add(int64(len(batch)))
+	}
+	return fmt.Errorf("the broker still reads after %v", limit)
+}
+
+// waitFor polls cond every few milliseconds until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
 }
