@@ -1,0 +1,93 @@
+package bench
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// connect: a connect storm. N clients connect, Parallel at a time (each one
+// dial, CONNECT, CONNACK); then they stay connected and idle while the
+// broker's memory is read, giving its RSS per idle connection.
+
+func runConnect(ctx context.Context, cfg Config, e *env) (*Result, error) {
+	res := &Result{}
+	conns := make([]*conn, cfg.Clients)
+	defer func() {
+		_ = parallel(context.Background(), len(conns), cfg.Parallel, func(i int) error {
+			if conns[i] != nil {
+				conns[i].close()
+			}
+			if !cfg.Clean {
+				return e.purge(context.Background(), cfg, e.clientID("c", i))
+			}
+			return nil
+		})
+	}()
+	var rss0 int64
+	if e.pid > 0 {
+		rss0, _ = readRSS(e.pid)
+	}
+	if !cfg.Clean {
+		// Purge leftovers first so that every connect creates a session.
+		cfg.logf("connect: purging %d client ids", len(conns))
+		if err := parallel(ctx, len(conns), cfg.Parallel, func(i int) error {
+			return e.purge(ctx, cfg, e.clientID("c", i))
+		}); err != nil {
+			return nil, err
+		}
+		if e.pid > 0 {
+			rss0, _ = readRSS(e.pid)
+		}
+	}
+
+	cfg.logf("connect: %d connections, %d at a time, to %s (%s)", len(conns), cfg.Parallel, e.name, e.addr)
+	var (
+		mu    sync.Mutex
+		hist  = NewHistogram()
+		fails int64
+	)
+	m := e.measure()
+	start := time.Now()
+	deadline := start.Add(cfg.Duration + cfg.Grace)
+	_ = parallel(ctx, len(conns), cfg.Parallel, func(i int) error {
+		if time.Now().After(deadline) {
+			return context.DeadlineExceeded
+		}
+		t := time.Now()
+		c, err := dial(ctx, e.addr, e.connOpts(cfg, e.clientID("c", i), cfg.Clean))
+		d := time.Since(t)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			fails++
+			res.noteErr("connection %d: %v", i, err)
+			return nil
+		}
+		conns[i] = c
+		hist.RecordDuration(d)
+		return nil
+	})
+	elapsed := time.Since(start)
+	m.stop(res)
+	connected := int64(hist.Count())
+	res.Counts.Sent = int64(len(conns))
+	res.Counts.Acked = connected
+	res.Seconds = elapsed.Seconds()
+	res.add("connects_per_s", "connects/s", "conn/s", "higher", float64(connected)/elapsed.Seconds())
+	l := hist.Summary()
+	res.Connect = &l
+	res.addLatency("connect", "CONNACK latency", &l)
+	res.add("failed", "failed connects", "conns", "lower", float64(fails))
+
+	// Idle: let the broker settle, then read its memory.
+	if e.pid > 0 && connected > 0 {
+		time.Sleep(500 * time.Millisecond)
+		if rss, err := readRSS(e.pid); err == nil {
+			res.add("rss_per_conn_kib", "broker RSS per idle connection", "KiB", "lower", float64(rss-rss0)/float64(connected)/1024)
+			res.add("broker_rss_mib", "broker RSS with all connected", "MiB", "", float64(rss)/(1<<20))
+		}
+	}
+	res.addProc()
+	return res, nil
+}
