@@ -17,11 +17,11 @@ import (
 // settled by ExpireSessions or a restart, not by the timer.
 type testClock struct{ off atomic.Int64 }
 
-func (c *testClock) now() time.Time            { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *testClock) advance(d time.Duration)   { c.off.Add(int64(d)) }
-func ptrU32(v uint32) *uint32                  { return &v }
-func ptrU16(v uint16) *uint16                  { return &v }
-func ptrByte(v byte) *byte                     { return &v }
+func (c *testClock) now() time.Time             { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *testClock) advance(d time.Duration)    { c.off.Add(int64(d)) }
+func ptrU32(v uint32) *uint32                   { return &v }
+func ptrU16(v uint16) *uint16                   { return &v }
+func ptrByte(v byte) *byte                      { return &v }
 func sub5(f string, qos byte) wire.Subscription { return wire.Subscription{Filter: f, QoS: qos} }
 
 // connect5 dials and sends a 5.0 CONNECT, returning the CONNACK whatever its
