@@ -219,6 +219,9 @@ func (c *conn) readFailed(err error) {
 // string (3.x has none: the connection is just closed).
 func (c *conn) disconnectWith(code wire.ReasonCode, reason string) {
 	if c.version == wire.V5 {
+		if !wire.ValidReasonCode(wire.DISCONNECT, code, wire.V5) {
+			code = wire.UnspecifiedError // a decoder code DISCONNECT cannot carry (0x84, say)
+		}
 		d := &wire.Disconnect{ReasonCode: code}
 		if reason != "" {
 			d.Props = &wire.Properties{ReasonString: reason}

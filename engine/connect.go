@@ -186,6 +186,9 @@ func (c *conn) refuse(code3, code5 wire.ReasonCode, msg string, args ...any) boo
 	c.log.Warn("refusing connection: "+msg, args...)
 	ack := &wire.Connack{ReasonCode: code3}
 	if c.version == wire.V5 {
+		if !wire.ValidReasonCode(wire.CONNACK, code5, wire.V5) {
+			code5 = wire.UnspecifiedError
+		}
 		ack.ReasonCode = code5
 		ack.Props = &wire.Properties{ReasonString: msg}
 		if c.maxOut > 0 && uint32(wire.Size(ack, c.version)) > c.maxOut {

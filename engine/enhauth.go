@@ -67,11 +67,17 @@ func (e *AuthError) Error() string { return "authentication refused: " + e.Reaso
 // maxAuthRounds bounds the AUTH round trips of one exchange.
 const maxAuthRounds = 16
 
-// authRefusal is the reason code and reason string for a handler's error.
-func authRefusal(err error) (wire.ReasonCode, string) {
+// authRefusal is the reason code and reason string for a handler's error,
+// in a packet of type t (CONNACK or DISCONNECT): a code that packet cannot
+// carry (0x86 in DISCONNECT, say) becomes 0x87 Not authorized.
+func authRefusal(err error, t wire.PacketType) (wire.ReasonCode, string) {
 	var ae *AuthError
-	if errors.As(err, &ae) && ae.Code.IsError() {
-		return ae.Code, ae.Reason
+	if errors.As(err, &ae) {
+		code := ae.Code
+		if !code.IsError() || !wire.ValidReasonCode(t, code, wire.V5) {
+			code = wire.NotAuthorized
+		}
+		return code, ae.Reason
 	}
 	return wire.NotAuthorized, "authentication failed"
 }
@@ -90,7 +96,7 @@ func (c *conn) connectAuth(p *wire.Connect) bool {
 	for round := 0; ; round++ {
 		reply, done, err := ex.Step(data)
 		if err != nil {
-			code, reason := authRefusal(err)
+			code, reason := authRefusal(err, wire.CONNACK)
 			return c.refuse(wire.ConnRefusedNotAuthorized, code, reason, "method", method, "err", err)
 		}
 		if done {
@@ -146,7 +152,7 @@ func (c *conn) onAuth(a *wire.Auth) bool {
 	}
 	reply, done, err := st.authEx.Step(a.Props.AuthData)
 	if err != nil {
-		code, reason := authRefusal(err)
+		code, reason := authRefusal(err, wire.DISCONNECT)
 		c.b.stats.ProtocolErrors.Add(1)
 		c.log.Warn("closing connection: re-authentication failed", "method", st.authMethod, "err", err)
 		c.disconnectWith(code, reason)
