@@ -56,7 +56,9 @@ func (oneStepAuth) Start(engine.AuthClient) engine.AuthExchange { return oneStep
 
 type oneStep struct{}
 
-func (oneStep) Step(data []byte) ([]byte, bool, error) { return append([]byte("ok:"), data...), true, nil }
+func (oneStep) Step(data []byte) ([]byte, bool, error) {
+	return append([]byte("ok:"), data...), true, nil
+}
 
 func authConnect(id, method, data string) *wire.Connect {
 	return &wire.Connect{ClientID: id, CleanStart: true, KeepAlive: 60,
