@@ -145,6 +145,8 @@ func (b *Broker) RestoreRetained(m *store.Message) { b.retained.Set(m.Topic, m) 
 // was down (ExpireSessions) and starts the deadline timer for the rest.
 func (b *Broker) FinishRestore() (wills int, err error) {
 	now := b.now()
+	before := b.stats.WillsPublished.Load()
+	defer func() { wills = int(b.stats.WillsPublished.Load() - before) }()
 	b.mu.RLock()
 	var stale []*Session
 	for _, s := range b.sessions {
@@ -155,22 +157,20 @@ func (b *Broker) FinishRestore() (wills int, err error) {
 	b.mu.RUnlock()
 	for len(stale) > 0 {
 		n := min(len(stale), dueBatch)
-		k, err := b.closeCut(stale[:n], now)
-		wills += k
-		if err != nil {
-			return wills, err
+		if err := b.closeCut(stale[:n], now); err != nil {
+			return 0, err
 		}
 		stale = stale[n:]
 	}
 	if _, err := b.ExpireSessions(now); err != nil {
-		return wills, fmt.Errorf("engine: expiring sessions after restart: %w", err)
+		return 0, fmt.Errorf("engine: expiring sessions after restart: %w", err)
 	}
 	b.deadl.start()
-	return wills, nil
+	return 0, nil // the deferred count
 }
 
 // closeCut closes a batch of sessions a crash left connected, in one commit.
-func (b *Broker) closeCut(batch []*Session, now time.Time) (wills int, err error) {
+func (b *Broker) closeCut(batch []*Session, now time.Time) error {
 	var evs []*store.Event
 	var routedWills []*routed
 	var ids []string
@@ -207,10 +207,10 @@ func (b *Broker) closeCut(batch []*Session, now time.Time) (wills int, err error
 		}
 	}
 	if err := b.commitWait(evs, true); err != nil {
-		return 0, fmt.Errorf("engine: closing sessions after restart: %w", err)
+		return fmt.Errorf("engine: closing sessions after restart: %w", err)
 	}
 	for i, r := range routedWills {
 		b.publishWill(r, ids[i])
 	}
-	return len(routedWills), nil
+	return nil
 }
