@@ -91,13 +91,6 @@ func (d *deadlines) set(client string, at int64) {
 	d.arm()
 }
 
-// len is the number of clients with a deadline.
-func (d *deadlines) len() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.h.Len()
-}
-
 // start arms the timer (after recovery: deadlines already due are settled by
 // the caller first).
 func (d *deadlines) start() {

@@ -314,7 +314,7 @@ func TestWillDelay(t *testing.T) {
 	r, _ = mustConnect5(t, tb.addr, c)
 	r.Close()
 	time.Sleep(200 * time.Millisecond)
-	r, ack := mustConnect5(t, tb.addr, session5("wd-back", false, 60))
+	_, ack := mustConnect5(t, tb.addr, session5("wd-back", false, 60))
 	if !ack.SessionPresent {
 		t.Fatal("session not present")
 	}
