@@ -236,6 +236,18 @@ func TestServerDisconnectReasons(t *testing.T) {
 		r.SendRaw([]byte{0x30, 0x09, 0x00, 0x01, 'a', 0x05, 0x11, 0, 0, 0, 1})
 		r.expectDisconnect(t, wire.MalformedPacket)
 	})
+	t.Run("0x8F invalid topic filter", func(t *testing.T) {
+		r, _ := mustConnect5(t, tb.addr, session5("badfilter5", true, 0))
+		// SUBSCRIBE packet id 1, no properties, "a/#/b" QoS 1.
+		r.SendRaw([]byte{0x82, 0x0b, 0, 1, 0, 0, 5, 'a', '/', '#', '/', 'b', 1})
+		r.expectDisconnect(t, wire.TopicFilterInvalid)
+	})
+	t.Run("0x90 invalid topic name", func(t *testing.T) {
+		r, _ := mustConnect5(t, tb.addr, session5("badtopic5", true, 0))
+		// PUBLISH QoS 0 to "a/+", no properties.
+		r.SendRaw([]byte{0x30, 0x06, 0, 3, 'a', '/', '+', 0})
+		r.expectDisconnect(t, wire.TopicNameInvalid)
+	})
 	t.Run("0x82 protocol error", func(t *testing.T) {
 		r, _ := mustConnect5(t, tb.addr, session5("proto5", true, 0))
 		r.Send(&wire.Connect{Version: wire.V5, ClientID: "proto5", CleanStart: true})
