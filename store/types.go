@@ -94,8 +94,9 @@ type Subscription struct {
 	SubID             uint32 `msgpack:"id,omitempty"`
 }
 
-// Message is a message body m/<msgid>, stored once however many queues hold
-// it; also the value of a retained message r/<topic>.
+// Message is a message body: m/<msgid> when several queues hold it (stored
+// once however many), inline in the queue entry when one does; also the
+// value of a retained message r/<topic>.
 type Message struct {
 	Topic       string `msgpack:"t"`
 	Payload     []byte `msgpack:"p"`
@@ -128,6 +129,10 @@ type QueueEntry struct {
 	// that QueueInfo.Bytes can be maintained on ack without reading the
 	// body. Set by the store when the entry is enqueued.
 	Size int64 `msgpack:"z,omitempty"`
+	// Body is the message itself when this entry is its only reference (a
+	// message queued for one session): it is stored inline and there is no
+	// m/<MsgID> body, so the ack deletes one key and reads no refcount.
+	Body *Message `msgpack:"b,omitempty"`
 }
 
 // QueuedMessage is a queue entry joined with its message body.
