@@ -63,6 +63,16 @@ type Session struct {
 	DisconnectedAt int64  `msgpack:"da,omitempty"`
 	Will           *Will  `msgpack:"w,omitempty"`
 	Username       string `msgpack:"un,omitempty"`
+	// ExpiresAt is when the offline session expires (unix nanoseconds): the
+	// disconnect time plus ExpiryInterval, stored as an absolute time so
+	// that time spent with the broker down counts. 0 while connected and
+	// for sessions that never expire.
+	ExpiresAt int64 `msgpack:"xa,omitempty"`
+	// WillAt is when the pending will of an offline session is due (unix
+	// nanoseconds): the disconnect time plus the will delay interval. 0
+	// when no will is pending (a Will kept armed across a broker shutdown
+	// is not pending).
+	WillAt int64 `msgpack:"wa,omitempty"`
 }
 
 // Will is a session's armed will message.

@@ -21,7 +21,7 @@ import (
 
 func serveFlags() []cli.Flag {
 	d := engine.DefaultOptions()
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the flag names)", EnvVars: []string{"CAIRN_CONFIG"}},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1883", Usage: "TCP listener address", EnvVars: []string{"CAIRN_LISTEN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data", Value: "./cairn-data", Usage: "store directory", EnvVars: []string{"CAIRN_DATA"}}),
@@ -31,7 +31,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
-	}
+	}, mqtt5Flags()...)
 }
 
 func serveCommand() *cli.Command {
@@ -87,7 +87,9 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	case cfg.MemTableMiB < 1 || cfg.MemTableMiB > 4096:
 		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
 	}
-	return cfg, nil
+	var err error
+	cfg.Engine.Features, err = loadFeatures(c) // mqtt5flags.go
+	return cfg, err
 }
 
 func serve(c *cli.Context) error {
@@ -126,7 +128,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
-		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "took", rep.Took)
+		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
