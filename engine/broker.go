@@ -50,6 +50,7 @@ type Stats struct {
 	WillsPublished    atomic.Int64
 	CommitFailures    atomic.Int64
 	SessionsTakenOver atomic.Int64
+	Maint             MaintStats // compaction task and queue limits (compact.go)
 }
 
 // ErrClosed is returned by Serve after Shutdown.

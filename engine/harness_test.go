@@ -58,7 +58,7 @@ func startBroker(t testing.TB, opts engine.Options) *testBroker {
 
 func (tb *testBroker) start() {
 	tb.t.Helper()
-	st, err := store.Open(tb.dir, store.Options{Logger: tb.opts.Logger, FS: tb.fs})
+	st, err := store.Open(tb.dir, store.Options{Logger: tb.opts.Logger, FS: tb.fs, Now: tb.opts.Now})
 	if err != nil {
 		tb.t.Fatalf("open store: %v", err)
 	}

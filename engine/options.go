@@ -32,6 +32,9 @@ type Options struct {
 	Logger       *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+	// Maint configures retained TTLs, per-session queue limits and the
+	// compaction task (compact.go).
+	Maint MaintOptions
 }
 
 // DefaultOptions returns the defaults.
@@ -83,5 +86,6 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Maint = o.Maint.withDefaults(o.Logger)
 	return o
 }
