@@ -34,6 +34,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			serveCommand(),
+			compactCommand(),
 			benchCommand(),
 			passwdCommand(),
 			{

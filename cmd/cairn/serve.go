@@ -20,7 +20,7 @@ import (
 
 func serveFlags() []cli.Flag {
 	d := engine.DefaultOptions()
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the flag names)", EnvVars: []string{"CAIRN_CONFIG"}},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1883", Usage: "TCP listener address", EnvVars: []string{"CAIRN_LISTEN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data", Value: "./cairn-data", Usage: "store directory", EnvVars: []string{"CAIRN_DATA"}}),
@@ -30,6 +30,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
 	}
+	return append(flags, maintFlags()...) // compact.go
 }
 
 func serveCommand() *cli.Command {
@@ -55,6 +56,8 @@ type serveConfig struct {
 	Data        string
 	MemTableMiB int
 	Engine      engine.Options
+	// CompactInterval is how often the compaction task runs (0: never).
+	CompactInterval time.Duration
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -85,7 +88,9 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	case cfg.MemTableMiB < 1 || cfg.MemTableMiB > 4096:
 		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
 	}
-	return cfg, nil
+	var err error
+	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c)
+	return cfg, err
 }
 
 func serve(c *cli.Context) error {
@@ -126,6 +131,7 @@ func serve(c *cli.Context) error {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(l) }()
+	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -136,6 +142,7 @@ func serve(c *cli.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	stopCompaction()
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
