@@ -650,3 +650,44 @@ func (s *Store) compactSpans(ctx context.Context, o CompactOptions, rep *Compact
 	}
 	return nil
 }
+
+// Usage is the store's size: logical bytes (keys plus values) per key
+// family, and Pebble's disk space.
+type Usage struct {
+	Families map[string]FamilyUsage // by family prefix, "e/", "q/", ..., "meta/"
+	Keys     int
+	Bytes    int64  // logical: the sum of key and value lengths
+	Disk     uint64 // Pebble's disk space usage (sstables, WAL, manifest)
+}
+
+// FamilyUsage is the logical size of one key family.
+type FamilyUsage struct {
+	Keys  int
+	Bytes int64
+}
+
+// Usage reads every key once (it is for tests, `cairn inspect` and offline
+// checks, not the hot path).
+func (s *Store) Usage() (Usage, error) {
+	u := Usage{Families: make(map[string]FamilyUsage)}
+	err := s.scan("usage", nil, nil, func(key, val []byte) error {
+		fam := "meta/"
+		if len(key) >= 2 && key[1] == '/' {
+			fam = string(key[:2])
+		}
+		f := u.Families[fam]
+		f.Keys++
+		f.Bytes += int64(len(key) + len(val))
+		u.Families[fam] = f
+		u.Keys++
+		u.Bytes += int64(len(key) + len(val))
+		return nil
+	})
+	if err != nil {
+		return u, err
+	}
+	if m := s.Metrics(); m != nil {
+		u.Disk = m.DiskSpaceUsage()
+	}
+	return u, nil
+}
