@@ -57,8 +57,9 @@ type CompactOptions struct {
 	// Gap is the pause between two maintenance commits, leaving the commit
 	// mutex to the broker; 0 means 200µs, negative none.
 	Gap time.Duration
-	// MaxQueueScan bounds the queue expiry index keys one pass examines;
-	// 0 means 64 × Batch.
+	// MaxQueueScan bounds the queue expiry index keys one pass examines
+	// without expiring them (queues it may not touch, PUBREC'd entries);
+	// 0 means 64 × Batch. Keys it expires do not count: each is gone.
 	MaxQueueScan int
 	// EventRetention keeps events younger than this (by Event.Time); 0
 	// means no time limit.
@@ -237,11 +238,34 @@ func between(ctx context.Context, o CompactOptions) error {
 
 func (s *Store) expireRetained(ctx context.Context, o CompactOptions, rep *CompactReport, freed func(byte) *span) error {
 	now := o.Now.UnixNano()
+	// Each scan resumes after the last key of the previous one: the keys
+	// before it are deleted, and scanning their tombstones again on every
+	// batch would make a large backlog quadratic.
+	from := familyPrefix(famExpiry)
+	upper := expiryKey(nil, now+1, "")
 	for {
-		topics, err := s.ExpiredRetained(o.Now, o.Batch)
-		if err != nil || len(topics) == 0 {
+		var keys [][]byte
+		var topics []string
+		err := s.scan("scan retained expiry", from, upper, func(key, _ []byte) error {
+			_, topic, err := splitU64(key)
+			if err != nil {
+				return err
+			}
+			keys = append(keys, append([]byte(nil), key...))
+			topics = append(topics, string(topic))
+			if len(topics) >= o.Batch {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && err != errStop {
 			return err
 		}
+		if len(topics) == 0 {
+			return nil
+		}
+		last := keys[len(keys)-1]
+		from = append(last[:len(last):len(last)], 0)
 		evs := make([]*Event, len(topics))
 		for i, topic := range topics {
 			evs[i] = &Event{Kind: EvRetainedExpired, Time: now, Topic: topic, Reason: "expired"}
@@ -253,16 +277,10 @@ func (s *Store) expireRetained(ctx context.Context, o CompactOptions, rep *Compa
 		}
 		rep.pause(held)
 		rep.RetainedExpired += eff.retainedExpired
-		freed(famExpiry).add(familyPrefix(famExpiry))
-		freed(famExpiry).add(expiryKey(nil, now, ""))
+		freed(famExpiry).add(keys[0])
+		freed(famExpiry).add(last)
 		if o.OnRetainedExpired != nil {
 			o.OnRetainedExpired(topics, now)
-		}
-		if eff.retainedExpired == 0 {
-			// Only possible if x/ disagreed with r/ (Verify reports that):
-			// stop rather than scan the same keys forever.
-			s.log.Warn("retained expiry made no progress; run verify", "topics", len(topics))
-			return nil
 		}
 		if err := between(ctx, o); err != nil {
 			return err
@@ -327,9 +345,8 @@ func (s *Store) expireQueued(ctx context.Context, o CompactOptions, rep *Compact
 	if c := s.qcursor; c != nil && string(c) < string(upper) {
 		from = c
 	}
-	examined := 0
-	for examined < o.MaxQueueScan {
-		page, err := s.scanQueueExpiry(from, upper, min(o.Batch, o.MaxQueueScan-examined))
+	for skipped := rep.QueuedSkipped; rep.QueuedSkipped-skipped < o.MaxQueueScan; {
+		page, err := s.scanQueueExpiry(from, upper, o.Batch)
 		if err != nil {
 			return err
 		}
@@ -337,7 +354,6 @@ func (s *Store) expireQueued(ctx context.Context, o CompactOptions, rep *Compact
 			s.qcursor = nil // the next pass starts from the beginning
 			return nil
 		}
-		examined += len(page)
 		last := page[len(page)-1].key
 		from = append(last[:len(last):len(last)], 0)
 		s.qcursor = from
