@@ -375,3 +375,42 @@ func TestQueueLimitDropOldestOnline(t *testing.T) {
 		t.Fatalf("after the in-flight one got %q, want the two newest", got)
 	}
 }
+
+// RunCompaction runs a pass at once and then on its interval, and stops
+// with its context.
+func TestRunCompaction(t *testing.T) {
+	clk := newFakeClock()
+	tb := startBroker(t, engine.Options{Now: clk.Now, Maint: engine.MaintOptions{RetainedTTL: time.Minute}})
+	p := connect5(t, tb.addr, "run-pub", true, 0)
+	pub5(t, p, 1, "run/t", "x", true, 0)
+	p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tb.b.RunCompaction(ctx, 10*time.Millisecond) }()
+	st := tb.b.MaintStats()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the first pass", func() bool { return st.CompactRuns.Load() >= 1 })
+	if st.RetainedExpired.Load() != 0 {
+		t.Fatal("expired before its TTL")
+	}
+	clk.Add(2 * time.Minute)
+	waitFor("the expiry", func() bool { return st.RetainedExpired.Load() == 1 })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunCompaction did not stop")
+	}
+	if st.CompactPauses.Load() == 0 || st.CompactPauseNanos.Load() <= 0 || st.CompactMaxPauseNanos.Load() <= 0 {
+		t.Fatalf("pauses not recorded: %d commits, %d ns, max %d ns", st.CompactPauses.Load(), st.CompactPauseNanos.Load(), st.CompactMaxPauseNanos.Load())
+	}
+}

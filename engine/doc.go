@@ -7,6 +7,10 @@
 // state becomes a step whose events are committed to the store; the step's
 // acknowledgement and its deliveries to subscribers run only when the store
 // reports the commit synced, and always in the order the packets arrived.
+// Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
+// and the broker's side of the compaction task (compact.go) each live in
+// their own file.
+//
 // Subpackages: topics (subscription trie, retained index) and session
 // (outbound window and packet identifiers).
 package engine
