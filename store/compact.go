@@ -437,11 +437,13 @@ func (s *Store) collectOrphans(ctx context.Context, o CompactOptions, rep *Compa
 	var ids, orphans []uint64
 	v := &verifier{r: snap}
 	v.each(famQueue, func(key, val []byte) error {
-		var e QueueEntry
-		if err := decode(key, val, &e); err != nil {
+		e, err := decodeEntryRef(key, val)
+		if err != nil {
 			return err
 		}
-		ids = append(ids, e.MsgID)
+		if !e.inline { // an inline body references no m/ key
+			ids = append(ids, e.msgID)
+		}
 		return nil
 	})
 	slices.Sort(ids)
