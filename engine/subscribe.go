@@ -89,7 +89,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint32, now int64) []*routed {
 	var out []*routed
 	b.retained.Match(filter, func(topic string, m *store.Message) bool {
-		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
+		if m.RetainedExpired(now) { // 5.0 expiry or server TTL, swept or not
 			return true
 		}
 		qos := min(m.QoS, granted)
@@ -105,6 +105,7 @@ func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint
 			r.ev = &store.Event{Kind: store.EvPublished, Time: now, Client: m.From, Msg: &body,
 				Targets: []store.Target{{Client: s.id, QoS: qos, Retain: true, SubIDs: ids}}}
 			r.stored = []*Session{s}
+			b.limitQueues(r, false)
 		} else {
 			r.volatile = []volatileDelivery{{s: s, d: session.Delivery{QoS: qos, Retain: true, SubIDs: ids, Msg: m}}}
 		}

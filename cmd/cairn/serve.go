@@ -21,7 +21,7 @@ import (
 
 func serveFlags() []cli.Flag {
 	d := engine.DefaultOptions()
-	return append([]cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the flag names)", EnvVars: []string{"CAIRN_CONFIG"}},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1883", Usage: "TCP listener address", EnvVars: []string{"CAIRN_LISTEN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data", Value: "./cairn-data", Usage: "store directory", EnvVars: []string{"CAIRN_DATA"}}),
@@ -31,7 +31,9 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
-	}, mqtt5Flags()...)
+	}
+	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
+	return append(flags, maintFlags()...)  // compact.go
 }
 
 func serveCommand() *cli.Command {
@@ -57,6 +59,8 @@ type serveConfig struct {
 	Data        string
 	MemTableMiB int
 	Engine      engine.Options
+	// CompactInterval is how often the compaction task runs (0: never).
+	CompactInterval time.Duration
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -88,7 +92,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
 	}
 	var err error
-	cfg.Engine.Features, err = loadFeatures(c) // mqtt5flags.go
+	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
+		return cfg, err
+	}
+	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c) // compact.go
 	return cfg, err
 }
 
@@ -140,6 +147,7 @@ func serve(c *cli.Context) error {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(l) }()
+	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -150,6 +158,7 @@ func serve(c *cli.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	stopCompaction()
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
