@@ -438,3 +438,32 @@ func TestCompactExpiresSessions(t *testing.T) {
 		t.Fatal("a session still within its expiry was dropped")
 	}
 }
+
+// A 5.0 publish refused with 0x97 ends its flow: it must give back its share
+// of the broker's Receive Maximum, or a publisher that keeps hitting a full
+// queue would be disconnected with 0x93 for a quota it no longer uses.
+func TestQueueFullRefusalReleasesReceiveMaximum(t *testing.T) {
+	tb := startBroker(t, engine.Options{
+		Maint:    engine.MaintOptions{QueueLimitMessages: 1},
+		Features: engine.Features{ReceiveMaximum: 4},
+	})
+	offline(t, tb.addr, "rm-full", "rm/#")
+	p := dialV5(t, tb.addr, "rm-pub", true, 0)
+	defer p.Close()
+	if rc := pub5(t, p, 1, "rm/t", "fills", false, 0); rc != wire.Success {
+		t.Fatalf("first publish: 0x%02X", byte(rc))
+	}
+	for i := range 20 {
+		pid := uint16(i + 2)
+		if i%2 == 0 {
+			if rc := pub5(t, p, pid, "rm/t", "refused", false, 0); rc != wire.QuotaExceeded {
+				t.Fatalf("publish %d: 0x%02X, want 0x97", i, byte(rc))
+			}
+			continue
+		}
+		p.Send(&wire.Publish{QoS: 2, PacketID: pid, Topic: "rm/t", Payload: []byte("refused")})
+		if rc := p.expectAck(t, wire.PUBREC, pid).ReasonCode; rc != wire.QuotaExceeded {
+			t.Fatalf("QoS 2 publish %d: PUBREC 0x%02X, want 0x97", i, byte(rc))
+		}
+	}
+}
