@@ -33,6 +33,10 @@ type connOptions struct {
 	Timeout time.Duration
 	// WriteTimeout bounds each write.
 	WriteTimeout time.Duration
+	// BufSize is the initial size of the read and write buffers (default
+	// 64 KiB; they grow for a larger packet). Thousands of mostly idle
+	// connections want less.
+	BufSize int
 }
 
 // conn is one MQTT connection of the load generator.
@@ -74,6 +78,9 @@ func dial(ctx context.Context, addr string, o connOptions) (*conn, error) {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second
 	}
+	if o.BufSize <= 0 {
+		o.BufSize = 64 << 10
+	}
 	d := net.Dialer{Timeout: o.Timeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -82,10 +89,10 @@ func dial(ctx context.Context, addr string, o connOptions) (*conn, error) {
 	c := &conn{
 		nc:           nc,
 		v:            o.Version,
-		fr:           newFrameReader(nc, 64<<10),
+		fr:           newFrameReader(nc, o.BufSize),
 		writeTimeout: o.WriteTimeout,
-		pending:      make([]byte, 0, 64<<10),
-		spare:        make([]byte, 0, 64<<10),
+		pending:      make([]byte, 0, o.BufSize),
+		spare:        make([]byte, 0, o.BufSize),
 		done:         make(chan struct{}),
 	}
 	c.fr.idle = c.flush

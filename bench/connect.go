@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,8 @@ func runConnect(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		hist  = NewHistogram()
 		fails int64
 	)
+	var connected atomic.Int64
+	stop := startProgress(cfg, "connecting", "conns", int64(len(conns)), 0, connected.Load)
 	m := e.measure()
 	start := time.Now()
 	deadline := start.Add(cfg.Duration + cfg.Grace)
@@ -55,7 +58,9 @@ func runConnect(ctx context.Context, cfg Config, e *env) (*Result, error) {
 			return context.DeadlineExceeded
 		}
 		t := time.Now()
-		c, err := dial(ctx, e.addr, e.connOpts(cfg, e.clientID("c", i), cfg.Clean))
+		o := e.connOpts(cfg, e.clientID("c", i), cfg.Clean)
+		o.BufSize = 4 << 10 // idle connections
+		c, err := dial(ctx, e.addr, o)
 		d := time.Since(t)
 		mu.Lock()
 		defer mu.Unlock()
@@ -66,25 +71,27 @@ func runConnect(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		}
 		conns[i] = c
 		hist.RecordDuration(d)
+		connected.Add(1)
 		return nil
 	})
 	elapsed := time.Since(start)
+	stop()
 	m.stop(res)
-	connected := int64(hist.Count())
+	nconn := int64(hist.Count())
 	res.Counts.Sent = int64(len(conns))
-	res.Counts.Acked = connected
+	res.Counts.Acked = nconn
 	res.Seconds = elapsed.Seconds()
-	res.add("connects_per_s", "connects/s", "conn/s", "higher", float64(connected)/elapsed.Seconds())
+	res.add("connects_per_s", "connects/s", "conn/s", "higher", float64(nconn)/elapsed.Seconds())
 	l := hist.Summary()
 	res.Connect = &l
 	res.addLatency("connect", "CONNACK latency", &l)
 	res.add("failed", "failed connects", "conns", "lower", float64(fails))
 
 	// Idle: let the broker settle, then read its memory.
-	if e.pid > 0 && connected > 0 {
+	if e.pid > 0 && nconn > 0 {
 		time.Sleep(500 * time.Millisecond)
 		if rss, err := readRSS(e.pid); err == nil {
-			res.add("rss_per_conn_kib", "broker RSS per idle connection", "KiB", "lower", float64(rss-rss0)/float64(connected)/1024)
+			res.add("rss_per_conn_kib", "broker RSS per idle connection", "KiB", "lower", float64(rss-rss0)/float64(nconn)/1024)
 			res.add("broker_rss_mib", "broker RSS with all connected", "MiB", "", float64(rss)/(1<<20))
 		}
 	}

@@ -96,6 +96,15 @@ func (e *env) purge(ctx context.Context, cfg Config, id string) error {
 
 func runFlow(ctx context.Context, cfg Config, e *env, plan flowPlan) (*Result, error) {
 	res := &Result{}
+	var fsyncRate float64
+	if cfg.FsyncProbe > 0 {
+		cfg.logf("%s: probing the disk's fsync rate for %v", e.scenario, cfg.FsyncProbe)
+		r, err := probeFsync(cfg.ProbeDir, cfg.FsyncProbe)
+		if err != nil {
+			return nil, err
+		}
+		fsyncRate = r
+	}
 	subs := make([]*subscriber, len(plan.subFilters))
 	pubs := make([]*publisher, len(plan.pubTopics))
 	defer func() {
@@ -151,6 +160,20 @@ func runFlow(ctx context.Context, cfg Config, e *env, plan flowPlan) (*Result, e
 	}
 
 	cfg.logf("%s: publishing for %v", e.scenario, cfg.Duration)
+	received := func() int64 {
+		var n int64
+		for _, s := range subs {
+			n += s.received.Load()
+		}
+		return n
+	}
+	var total int64
+	if cfg.Count > 0 {
+		for j := range subs {
+			total += cfg.Count * int64(len(plan.hears[j]))
+		}
+	}
+	stopProgress := startProgress(cfg, "publishing", "msgs", total, cfg.Duration, received)
 	m := e.measure()
 	start := clock()
 	po := publishOpts{count: cfg.Count, until: time.Now().Add(cfg.Duration), rate: cfg.Rate, payload: cfg.Payload}
@@ -177,14 +200,8 @@ func runFlow(ctx context.Context, cfg Config, e *env, plan flowPlan) (*Result, e
 		}
 		return n
 	}
-	received := func() int64 {
-		var n int64
-		for _, s := range subs {
-			n += s.received.Load()
-		}
-		return n
-	}
 	waitDeliveries(ctx, expected(), received, cfg.Grace, 2*time.Second)
+	stopProgress()
 	end := start
 	for _, s := range subs {
 		end = max(end, s.lastRecv.Load())
@@ -256,6 +273,10 @@ func runFlow(ctx context.Context, cfg Config, e *env, plan flowPlan) (*Result, e
 		res.add("puback_p99_ms", "PUBACK latency p99", "ms", "lower", pa.P99)
 	}
 	res.add("lost", "lost", "msgs", "lower", float64(c.Lost))
+	if fsyncRate > 0 {
+		res.add("disk_fsync_per_s", "disk fsync rate (one writer)", "fsync/s", "", fsyncRate)
+		res.add("x_fsync", "messages/s delivered ÷ disk fsync rate", "×", "higher", float64(c.Received)/secs/fsyncRate)
+	}
 	res.addProc()
 	return res, nil
 }

@@ -152,12 +152,27 @@ type Latency struct {
 	P99   float64 `json:"p99_ms"`
 	P999  float64 `json:"p999_ms"`
 	Max   float64 `json:"max_ms"`
+	// Curve is the percentile distribution (the report's latency curves):
+	// the value at each of CurveQuantiles that the count resolves (a
+	// quantile finer than 1/Count is left out), and the maximum at Q = 1.
+	Curve []CurvePoint `json:"curve,omitempty"`
 }
+
+// CurvePoint is one point of a percentile distribution.
+type CurvePoint struct {
+	Q  float64 `json:"q"`
+	Ms float64 `json:"ms"`
+}
+
+// CurveQuantiles are the quantiles of Latency.Curve: dense where the tail
+// is, as HDR percentile plots are.
+var CurveQuantiles = []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.9625, 0.975,
+	0.98, 0.99, 0.9925, 0.995, 0.9975, 0.999, 0.99925, 0.9995, 0.99975, 0.9999, 0.99999, 1}
 
 // Summary summarizes h in milliseconds.
 func (h *Histogram) Summary() Latency {
 	ms := func(v int64) float64 { return float64(v) / 1e6 }
-	return Latency{
+	l := Latency{
 		Count: h.n,
 		Mean:  h.Mean() / 1e6,
 		P50:   ms(h.Quantile(0.50)),
@@ -166,4 +181,13 @@ func (h *Histogram) Summary() Latency {
 		P999:  ms(h.Quantile(0.999)),
 		Max:   ms(h.Max()),
 	}
+	if h.n > 0 {
+		for _, q := range CurveQuantiles {
+			if q > 0 && q < 1 && (1-q)*float64(h.n) < 1 {
+				continue // beyond what n values resolve: the max says it
+			}
+			l.Curve = append(l.Curve, CurvePoint{Q: q, Ms: ms(h.Quantile(q))})
+		}
+	}
+	return l
 }

@@ -93,3 +93,34 @@ func BenchmarkHistogramRecord(b *testing.B) {
 		h.Record(int64(i) * 7919)
 	}
 }
+
+func TestSummaryCurve(t *testing.T) {
+	h := NewHistogram()
+	for v := int64(1); v <= 1000; v++ {
+		h.Record(v * int64(time.Microsecond))
+	}
+	l := h.Summary()
+	if len(l.Curve) == 0 || l.Curve[0].Q != 0 || l.Curve[len(l.Curve)-1].Q != 1 {
+		t.Fatalf("curve ends: %+v", l.Curve)
+	}
+	for i, p := range l.Curve {
+		if i > 0 && (p.Q <= l.Curve[i-1].Q || p.Ms < l.Curve[i-1].Ms) {
+			t.Fatalf("curve not increasing at %d: %+v", i, l.Curve)
+		}
+		// 1000 values resolve quantiles down to 1-1/1000, not finer.
+		if p.Q > 0.999 && p.Q < 1 {
+			t.Fatalf("quantile %v beyond what 1000 values resolve", p.Q)
+		}
+	}
+	if got := l.Curve[len(l.Curve)-1].Ms; got != 1 {
+		t.Fatalf("curve max %v ms, want 1", got)
+	}
+	for _, p := range l.Curve {
+		if p.Q == 0.5 && math.Abs(p.Ms-0.5) > 0.5*0.002 {
+			t.Fatalf("p50 %v ms, want 0.5 within 0.2%%", p.Ms)
+		}
+	}
+	if e := NewHistogram().Summary(); e.Curve != nil {
+		t.Fatalf("empty histogram has a curve: %+v", e.Curve)
+	}
+}

@@ -61,6 +61,14 @@ func runOffline(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		return nil, err
 	}
 	cfg.logf("offline: queueing %d messages on %s (%s)", cfg.Count, e.name, e.addr)
+	acked := func() int64 {
+		var n int64
+		for _, p := range pubs {
+			n += p.acked.Load()
+		}
+		return n
+	}
+	stop := startProgress(cfg, "queueing", "msgs", cfg.Count, 0, acked)
 	m := e.measure()
 	start := clock()
 	var wg sync.WaitGroup
@@ -79,24 +87,25 @@ func runOffline(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	}
 	wg.Wait()
 	enqueueSecs := float64(clock()-start) / 1e9
-	var acked int64
+	stop()
+	var nacked int64
 	for i, p := range pubs {
 		p.c.close()
-		acked += p.acked.Load()
+		nacked += p.acked.Load()
 		res.Counts.Sent += p.sent.Load()
 		if pubErr[i] != nil {
 			res.noteErr("publisher %d: %v", i, pubErr[i])
 		}
 	}
-	res.Counts.Acked = acked
-	res.Counts.Expected = acked
+	res.Counts.Acked = nacked
+	res.Counts.Expected = nacked
 	var rssQueued int64
 	if e.pid > 0 {
 		rssQueued, _ = readRSS(e.pid)
 	}
 
 	// Come back and drain.
-	cfg.logf("offline: %d queued in %.2fs; draining", acked, enqueueSecs)
+	cfg.logf("offline: %d queued in %.2fs; draining", nacked, enqueueSecs)
 	t0 := clock()
 	c, err = dial(ctx, e.addr, e.connOpts(cfg, subID, false))
 	if err != nil {
@@ -106,8 +115,10 @@ func runOffline(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		res.noteErr("the subscriber's session was not present on reconnect")
 	}
 	sub.attach(c)
+	stop = startProgress(cfg, "draining", "msgs", nacked, 0, sub.received.Load)
 	c.start()
-	waitDeliveries(ctx, acked, sub.received.Load, max(cfg.Grace, 10*time.Minute), 5*time.Second)
+	waitDeliveries(ctx, nacked, sub.received.Load, max(cfg.Grace, 10*time.Minute), 5*time.Second)
+	stop()
 	last := sub.lastRecv.Load()
 	c.close()
 	m.stop(res)
@@ -126,7 +137,7 @@ func runOffline(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	drainSecs := float64(last-t0) / 1e9
 	res.Seconds = enqueueSecs + drainSecs
 	res.add("drain_per_s", "drain rate", "msg/s", "higher", float64(res.Counts.Received)/max(drainSecs, 1e-9))
-	res.add("enqueue_per_s", "enqueue rate", "msg/s", "higher", float64(acked)/enqueueSecs)
+	res.add("enqueue_per_s", "enqueue rate", "msg/s", "higher", float64(nacked)/enqueueSecs)
 	if f := sub.firstRecv.Load(); f > 0 {
 		res.add("first_msg_ms", "reconnect to first message", "ms", "lower", float64(f-t0)/1e6)
 	}

@@ -32,7 +32,7 @@ type publisher struct {
 	c      *conn
 	run    uint32
 	idx    uint32
-	topic  string
+	topics []string // message seq goes to topics[seq % len(topics)]
 	qos    byte
 	window int
 
@@ -69,7 +69,7 @@ type slot struct {
 func newPublisher(c *conn, run, idx uint32, topic string, qos byte, window int) *publisher {
 	window = min(max(window, 1), 65535)
 	p := &publisher{
-		c: c, run: run, idx: idx, topic: topic, qos: qos, window: window,
+		c: c, run: run, idx: idx, topics: []string{topic}, qos: qos, window: window,
 		slots:    make([]slot, min(65535, max(2*window, 64))+1),
 		finished: make(chan struct{}),
 		space:    make(chan struct{}, 1),
@@ -149,7 +149,7 @@ func (p *publisher) sendLocked(now int64) {
 		p.inflight++
 	}
 	putStamp(p.payload, p.run, p.idx, p.seq, now)
-	p.c.queuePublish(p.topic, p.qos, pid, p.payload)
+	p.c.queuePublish(p.topics[p.seq%uint64(len(p.topics))], p.qos, pid, p.payload)
 	p.seq++
 	p.sent.Store(int64(p.seq))
 }

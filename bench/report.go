@@ -10,9 +10,10 @@ import (
 
 // The HTML report: one self-contained page (inline CSS and SVG, no script,
 // no external asset) per comparison or run: bar charts of the throughput
-// metrics and of the latency percentiles (each metric's bars scaled to its
-// own larger value), the headline metric run by run (on one scale), and a
-// table of every metric with the ratios.
+// metrics, latency percentile curves of every run (curves.go) and bars of
+// the latency percentiles (each metric's bars scaled to its own larger
+// value), the headline metric run by run (on one scale), and a table of
+// every metric with the ratios.
 
 var reportColors = [2]string{"#2b6cb0", "#dd6b20"}
 
@@ -71,9 +72,14 @@ td:first-child,th:first-child{text-align:left}.key{display:inline-block;width:.9
 		b.WriteString("<h2>Throughput</h2>\n")
 		b.WriteString(svgBars(thr, false))
 	}
-	if len(lat) > 0 {
+	curves := latencyCurves(c) // curves.go
+	if len(lat) > 0 || curves != "" {
 		b.WriteString("<h2>Latency</h2>\n")
-		b.WriteString(svgBars(lat, false))
+		b.WriteString(curves)
+		if len(lat) > 0 {
+			b.WriteString("<h3>Latency percentiles, medians over the runs</h3>\n")
+			b.WriteString(svgBars(lat, false))
+		}
 	}
 	if len(c.Metrics) > 0 && len(c.Runs) > 1 {
 		head := c.Metrics[0]

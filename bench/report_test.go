@@ -15,6 +15,12 @@ func fakeResult(broker string, rate, p50 float64) *Result {
 	r := &Result{Scenario: "fanin", Broker: broker, Addr: "127.0.0.1:1", Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Config: Defaults("fanin", Config{}), Counts: Counts{Sent: 10, Acked: 10, Expected: 10, Received: 10}}
 	r.add("msgs_per_s", "messages/s delivered", "msg/s", "higher", rate)
+	h := NewHistogram()
+	for i := range int64(1000) {
+		h.Record(int64(p50*1e6) * (1 + i*i/100_000)) // a tail up to ~11× p50
+	}
+	l := h.Summary()
+	r.Latency = &l
 	r.addLatency("latency", "end-to-end latency", &Latency{Count: 10, P50: p50, P90: 2 * p50, P99: 3 * p50, Max: 4 * p50})
 	r.add("lost", "lost", "msgs", "lower", 0)
 	return r
@@ -76,7 +82,7 @@ func TestWriteHTMLIsSelfContained(t *testing.T) {
 		}
 		for _, s := range svgs {
 			d := xml.NewDecoder(strings.NewReader(s))
-			rects := 0
+			rects, lines := 0, 0
 			for {
 				tok, err := d.Token()
 				if err == io.EOF {
@@ -88,10 +94,28 @@ func TestWriteHTMLIsSelfContained(t *testing.T) {
 				if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
 					rects++
 				}
+				if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+					lines++
+				}
 			}
-			if rects == 0 {
-				t.Error("a chart without bars")
+			if rects == 0 && lines == 0 {
+				t.Error("a chart without bars or curves")
 			}
+		}
+		// One latency curve per run and broker.
+		want := 0
+		for _, r := range c.Runs {
+			for _, res := range []*Result{r.A, r.B} {
+				if res != nil {
+					want++
+				}
+			}
+		}
+		if got := strings.Count(page, "<polyline"); got != want {
+			t.Errorf("%d latency curves, want %d (one per run and broker)", got, want)
+		}
+		if !strings.Contains(page, "End-to-end latency by percentile") || !strings.Contains(page, ">99.9%<") {
+			t.Error("curve chart title or percentile axis missing")
 		}
 		if !strings.Contains(page, "messages/s delivered") || !strings.Contains(page, "end-to-end latency p99") {
 			t.Error("metric labels missing")

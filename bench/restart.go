@@ -3,16 +3,24 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// restart: how long a broker takes to come back. The broker is started on an
-// empty data directory (time to listen, cold), a persistent QoS 1 subscriber
-// subscribes and leaves, K messages are queued for it, and the broker is
-// stopped (SIGTERM, or SIGKILL with Kill). It is started again on the same
-// directory: the time from process start to the listener accepting, to the
-// first queued message delivered, and to the last; and whether all K
-// survived.
+// restart: how long a broker takes to come back with a loaded store. The
+// broker is started on an empty data directory (time to listen, cold);
+// Sessions persistent QoS 1 subscribers subscribe (each to a topic of its
+// own) and leave; Clients publishers queue Count messages for them, spread
+// evenly; the broker is stopped (SIGTERM, or SIGKILL with Kill) and started
+// again on the same directory. Measured: the time from process start to the
+// listener accepting, to the first queued message delivered (one session
+// reconnects first), and to the last once every session has reconnected and
+// drained; and whether every acknowledged message survived.
+
+func (e *env) restartTopic(cfg Config, j int) string {
+	return fmt.Sprintf("%s/restart/%d", cfg.Prefix, j)
+}
 
 func runRestart(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	res := &Result{}
@@ -31,32 +39,106 @@ func runRestart(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		}
 	}()
 
-	subID := e.clientID("s", 0)
+	nsess := cfg.Sessions
+	npub := min(max(cfg.Clients, 1), nsess) // every publisher has a session to fill
 	cfg.Clean = false
-	c, err := e.dialSession(ctx, cfg, subID)
-	if err != nil {
-		return nil, err
+	small := e.connOpts(cfg, "", false)
+	small.BufSize = 4 << 10 // thousands of mostly idle connections
+	dialSmall := func(id string, clean bool) (*conn, error) {
+		o := small
+		o.ClientID, o.Clean = id, clean
+		return dial(ctx, e.addr, o)
 	}
-	sub := newSubscriber(c, e.run, 1, false)
-	if err := c.subscribe([]string{cfg.Prefix + "/restart"}, cfg.QoS, 10*time.Second); err != nil {
+	purge := func(ctx context.Context, j int) error {
+		c, err := dialSmall(e.clientID("s", j), true)
+		if err != nil {
+			return fmt.Errorf("%s: purging its session: %w", e.clientID("s", j), err)
+		}
 		c.close()
-		return nil, err
+		return nil
 	}
-	c.close()
 
-	pc, err := dial(ctx, addr, e.connOpts(cfg, e.clientID("p", 0), true))
+	cfg.logf("restart: %d sessions subscribing on %s (%s)", nsess, e.name, addr)
+	var subscribed atomic.Int64
+	stop := startProgress(cfg, "sessions", "sessions", int64(nsess), 0, subscribed.Load)
+	err = parallel(ctx, nsess, cfg.Parallel, func(j int) error {
+		if err := purge(ctx, j); err != nil {
+			return err
+		}
+		c, err := dialSmall(e.clientID("s", j), false)
+		if err != nil {
+			return err
+		}
+		defer c.close()
+		if c.sessionPresent {
+			return fmt.Errorf("%s: a session is present after purging it", e.clientID("s", j))
+		}
+		if err := c.subscribe([]string{e.restartTopic(cfg, j)}, cfg.QoS, 10*time.Second); err != nil {
+			return err
+		}
+		subscribed.Add(1)
+		return nil
+	})
+	stop()
 	if err != nil {
 		return nil, err
 	}
-	pub := newPublisher(pc, e.run, 0, cfg.Prefix+"/restart", cfg.QoS, cfg.Window)
-	pc.start()
-	cfg.logf("restart: queueing %d messages on %s (%s)", cfg.Count, e.name, addr)
-	err = pub.publish(ctx, publishOpts{count: cfg.Count, until: time.Now().Add(max(cfg.Duration, 10*time.Minute)), payload: cfg.Payload}, cfg.Grace)
-	pc.close()
-	if err != nil {
-		res.noteErr("publisher: %v", err)
+
+	// Publisher i fills the sessions j ≡ i (mod npub), in turn.
+	pubs := make([]*publisher, npub)
+	defer func() {
+		for _, p := range pubs {
+			if p != nil {
+				p.c.close()
+			}
+		}
+	}()
+	for i := range pubs {
+		pc, err := dial(ctx, addr, e.connOpts(cfg, e.clientID("p", i), true))
+		if err != nil {
+			return nil, err
+		}
+		p := newPublisher(pc, e.run, uint32(i), "", cfg.QoS, cfg.Window)
+		p.topics = p.topics[:0]
+		for j := i; j < nsess; j += npub {
+			p.topics = append(p.topics, e.restartTopic(cfg, j))
+		}
+		pubs[i] = p
+		pc.start()
 	}
-	res.Counts.Sent, res.Counts.Acked, res.Counts.Expected = pub.sent.Load(), pub.acked.Load(), pub.acked.Load()
+	cfg.logf("restart: queueing %d messages for %d sessions on %s (%s)", cfg.Count, nsess, e.name, addr)
+	acked := func() int64 {
+		var n int64
+		for _, p := range pubs {
+			n += p.acked.Load()
+		}
+		return n
+	}
+	stop = startProgress(cfg, "queueing", "msgs", cfg.Count, 0, acked)
+	var wg sync.WaitGroup
+	pubErr := make([]error, npub)
+	for i, p := range pubs {
+		n := cfg.Count / int64(npub)
+		if i < int(cfg.Count%int64(npub)) {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pubErr[i] = p.publish(ctx, publishOpts{count: n, until: time.Now().Add(max(cfg.Duration, 10*time.Minute)), payload: cfg.Payload}, cfg.Grace)
+		}()
+	}
+	wg.Wait()
+	stop()
+	for i, p := range pubs {
+		p.c.close()
+		if pubErr[i] != nil {
+			res.noteErr("publisher %d: %v", i, pubErr[i])
+		}
+		res.Counts.Sent += p.sent.Load()
+		res.Counts.Acked += p.acked.Load()
+	}
+	res.Counts.Expected = res.Counts.Acked
 
 	how := "SIGTERM"
 	if cfg.Kill {
@@ -78,30 +160,65 @@ func runRestart(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	running = true
 	e.addr, e.pid = addr, pid
 	m := e.measure()
-	c, err = dial(ctx, addr, e.connOpts(cfg, subID, false))
-	if err != nil {
-		return nil, fmt.Errorf("reconnecting the subscriber: %w", err)
-	}
-	sub.attach(c)
-	c.start()
-	waitDeliveries(ctx, res.Counts.Acked, sub.received.Load, max(cfg.Grace, time.Minute), 5*time.Second)
-	c.close()
-	m.stop(res)
-	_ = e.purge(context.Background(), cfg, subID)
 
-	res.Counts.Received = sub.received.Load()
-	res.Counts.Duplicates = sub.dups.Load()
-	res.Counts.Lost = sub.got[0].missing(&pub.ackedSet)
+	// Session 0 first (the time to the first queued message), then all the
+	// others, Parallel at a time; every one drains its queue.
+	tal := newTally(npub, false, nsess > 1)
+	subs := make([]*subscriber, nsess)
+	defer func() {
+		_ = parallel(context.Background(), nsess, cfg.Parallel, func(j int) error {
+			if subs[j] != nil {
+				subs[j].c.close()
+			}
+			return purge(context.Background(), j)
+		})
+	}()
+	reconnect := func(j int) error {
+		c, err := dialSmall(e.clientID("s", j), false)
+		if err != nil {
+			return fmt.Errorf("reconnecting %s: %w", e.clientID("s", j), err)
+		}
+		if !c.sessionPresent {
+			res.noteErr("%s: session not present after the restart", e.clientID("s", j))
+		}
+		subs[j] = newSubscriberTally(c, e.run, tal)
+		c.start()
+		return nil
+	}
+	if err := reconnect(0); err != nil {
+		return nil, err
+	}
+	stop = startProgress(cfg, "draining", "msgs", res.Counts.Acked, 0, tal.received.Load)
+	deadline := time.Now().Add(time.Minute)
+	for tal.firstRecv.Load() == 0 && time.Now().Before(deadline) && ctx.Err() == nil && res.Counts.Acked > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := parallel(ctx, nsess-1, cfg.Parallel, func(j int) error { return reconnect(j + 1) }); err != nil {
+		stop()
+		return nil, err
+	}
+	waitDeliveries(ctx, res.Counts.Acked, tal.received.Load, max(cfg.Grace, time.Minute), 5*time.Second)
+	stop()
+	m.stop(res)
+	for _, s := range subs {
+		s.c.close()
+		if s.c.err != nil {
+			res.noteErr("subscriber: %v", s.c.err)
+		}
+	}
+
+	res.Counts.Received = tal.received.Load()
+	res.Counts.Duplicates = tal.dups.Load()
+	for i, p := range pubs {
+		res.Counts.Lost += tal.got[i].missing(&p.ackedSet)
+	}
 	if res.Counts.Lost > 0 {
 		res.noteErr("%d acknowledged messages did not survive the restart", res.Counts.Lost)
 	}
-	if c.err != nil {
-		res.noteErr("subscriber: %v", c.err)
-	}
 	res.add("listen_ms", "start to listening (K queued)", "ms", "lower", float64(listen)/1e6)
-	if f := sub.firstRecv.Load(); f > 0 {
+	if f := tal.firstRecv.Load(); f > 0 {
 		res.add("first_msg_ms", "start to first queued message", "ms", "lower", float64(f-c1)/1e6)
-		res.add("all_msgs_ms", "start to last queued message", "ms", "lower", float64(sub.lastRecv.Load()-c1)/1e6)
+		res.add("all_msgs_ms", "start to last queued message", "ms", "lower", float64(tal.lastRecv.Load()-c1)/1e6)
 	}
 	res.add("cold_listen_ms", "start to listening (empty)", "ms", "lower", float64(cold)/1e6)
 	res.add("lost", "lost", "msgs", "lower", float64(res.Counts.Lost))

@@ -97,6 +97,7 @@ func (r *Result) addProc() {
 	}
 	if p := r.BenchProc; p != nil {
 		r.add("bench_cpu_pct", "load generator CPU", "% core", "", p.CPUPercent)
+		r.add("bench_rss_max_mib", "load generator RSS max", "MiB", "", float64(p.RSSMax)/(1<<20))
 	}
 }
 

@@ -48,8 +48,20 @@ type Config struct {
 	// Username and Password, if the broker wants them.
 	Username string `json:"-"`
 	Password string `json:"-"`
+	// Sessions is the number of persistent sessions the restart scenario
+	// queues its Count messages for (spread evenly; default 1).
+	Sessions int `json:"sessions,omitempty"`
+	// FsyncProbe, if set, measures the disk's single-writer fsync rate for
+	// this long before each flow run (in ProbeDir, default the system's
+	// temporary directory: the disk the launched brokers' data lives on) and
+	// reports the delivery rate as a multiple of it.
+	FsyncProbe time.Duration `json:"fsync_probe_ns,omitempty"`
+	ProbeDir   string        `json:"-"`
 	// Log, if set, receives progress lines.
 	Log func(format string, args ...any) `json:"-"`
+	// Progress, if set, receives the state of a running phase about five
+	// times a second (ProgressBar draws it on a terminal).
+	Progress func(Progress) `json:"-"`
 }
 
 // Scenarios lists the scenario names in the order they are documented.
@@ -98,6 +110,9 @@ func Defaults(scenario string, cfg Config) Config {
 	if scenario == "offline" || scenario == "restart" {
 		cfg.QoS = max(cfg.QoS, 1)
 	}
+	if scenario == "restart" && cfg.Sessions <= 0 {
+		cfg.Sessions = 1
+	}
 	return cfg
 }
 
@@ -117,6 +132,10 @@ func (cfg Config) check(scenario string) error {
 		return fmt.Errorf("rate %v: must not be negative", cfg.Rate)
 	case scenario == "fanout" && cfg.Clients > 100_000, cfg.Clients > 1_000_000:
 		return fmt.Errorf("clients %d: too many", cfg.Clients)
+	case cfg.Sessions > 1_000_000:
+		return fmt.Errorf("sessions %d: too many", cfg.Sessions)
+	case scenario == "restart" && int64(cfg.Sessions) > cfg.Count:
+		return fmt.Errorf("sessions %d: more than the %d messages to queue for them", cfg.Sessions, cfg.Count)
 	}
 	return nil
 }

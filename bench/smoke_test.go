@@ -124,6 +124,8 @@ func TestSmokeScenarios(t *testing.T) {
 		{"offline", "drain_per_s", func(c *bench.Config) { c.Count = 2000; c.Clients = 2 }},
 		{"connect", "connects_per_s", func(c *bench.Config) { c.Clients = 60 }},
 		{"restart", "listen_ms", func(c *bench.Config) { c.Count = 300 }},
+		{"restart", "all_msgs_ms", func(c *bench.Config) { c.Count = 900; c.Sessions = 40; c.Clients = 3 }},
+		{"fanin", "x_fsync", func(c *bench.Config) { c.Clients = 1; c.Window = 32; c.FsyncProbe = 50 * time.Millisecond }},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			cfg := smokeConfig(t)

@@ -46,6 +46,9 @@ func benchFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mqtt-version", Value: 4, Usage: "protocol level: 4 (3.1.1) or 5"},
 		&cli.IntFlag{Name: "parallel", Value: 16, Usage: "connections set up at once"},
 		&cli.BoolFlag{Name: "kill", Usage: "restart: stop the broker with SIGKILL instead of SIGTERM"},
+		&cli.IntFlag{Name: "sessions", Usage: "restart: persistent sessions the --count messages are queued for (default 1)"},
+		&cli.DurationFlag{Name: "fsync-probe", Usage: "flows: measure the disk's one-writer fsync rate for this long before each run and report messages/s as a multiple of it"},
+		&cli.StringFlag{Name: "probe-dir", Usage: "directory of the fsync probe (default: the temporary directory, where launched brokers keep their data)"},
 		&cli.StringFlag{Name: "prefix", Value: "bench", Usage: "topic prefix"},
 		&cli.DurationFlag{Name: "grace", Value: 30 * time.Second, Usage: "wait for acks and deliveries after publishing stops"},
 		&cli.StringFlag{Name: "username", Usage: "MQTT username"},
@@ -104,6 +107,7 @@ func runBench(c *cli.Context, scenario string) error {
 		Version:  wire.Version(c.Int("mqtt-version")),
 		Parallel: c.Int("parallel"),
 		Kill:     c.Bool("kill"),
+		Sessions: c.Int("sessions"),
 		Prefix:   c.String("prefix"),
 		Grace:    c.Duration("grace"),
 		Username: c.String("username"),
@@ -115,9 +119,16 @@ func runBench(c *cli.Context, scenario string) error {
 	if c.IsSet("count") && !c.IsSet("duration") && (scenario == "fanin" || scenario == "fanout" || scenario == "pairs") {
 		cfg.Duration = 10 * time.Minute // the count decides; the duration only bounds it
 	}
+	cfg.FsyncProbe, cfg.ProbeDir = c.Duration("fsync-probe"), c.String("probe-dir")
 	if !c.Bool("quiet") {
+		// On a terminal, a progress bar; log lines first erase it.
+		clear := ""
+		if isTerminal(os.Stderr) {
+			cfg.Progress = bench.ProgressBar(os.Stderr, 30)
+			clear = "\r\x1b[K"
+		}
 		cfg.Log = func(format string, args ...any) {
-			fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format(time.TimeOnly)}, args...)...)
+			fmt.Fprintf(os.Stderr, clear+"%s "+format+"\n", append([]any{time.Now().Format(time.TimeOnly)}, args...)...)
 		}
 	}
 	if path := c.String("cpuprofile"); path != "" {
