@@ -95,6 +95,6 @@ func runConnect(ctx context.Context, cfg Config, e *env) (*Result, error) {
 			res.add("broker_rss_mib", "broker RSS with all connected", "MiB", "", float64(rss)/(1<<20))
 		}
 	}
-	res.addProc()
+	res.addProc(nconn, "connection")
 	return res, nil
 }

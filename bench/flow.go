@@ -277,7 +277,7 @@ func runFlow(ctx context.Context, cfg Config, e *env, plan flowPlan) (*Result, e
 		res.add("disk_fsync_per_s", "disk fsync rate (one writer)", "fsync/s", "", fsyncRate)
 		res.add("x_fsync", "messages/s delivered ÷ disk fsync rate", "×", "higher", float64(c.Received)/secs/fsyncRate)
 	}
-	res.addProc()
+	res.addProc(c.Received, "message")
 	return res, nil
 }
 

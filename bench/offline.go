@@ -154,6 +154,6 @@ func runOffline(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	res.Puback = &pa
 	res.add("puback_p50_ms", "PUBACK latency p50", "ms", "lower", pa.P50)
 	res.add("puback_p99_ms", "PUBACK latency p99", "ms", "lower", pa.P99)
-	res.addProc()
+	res.addProc(res.Counts.Received, "message")
 	return res, nil
 }

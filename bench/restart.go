@@ -223,6 +223,6 @@ func runRestart(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	res.add("cold_listen_ms", "start to listening (empty)", "ms", "lower", float64(cold)/1e6)
 	res.add("lost", "lost", "msgs", "lower", float64(res.Counts.Lost))
 	res.Seconds = float64(clock()-c1) / 1e9
-	res.addProc()
+	res.addProc(res.Counts.Received, "message")
 	return res, nil
 }

@@ -89,10 +89,16 @@ func (r *Result) addLatency(prefix, label string, l *Latency) {
 	r.add(prefix+"_max_ms", label+" max", "ms", "lower", l.Max)
 }
 
-// addProc adds the process metrics, last.
-func (r *Result) addProc() {
+// addProc adds the process metrics, last. units > 0 (messages delivered,
+// connections made) adds the broker's CPU time per unit: on a machine shared
+// with other work the rates swing with the load, the CPU a broker spends per
+// message much less.
+func (r *Result) addProc(units int64, unit string) {
 	if p := r.BrokerProc; p != nil {
 		r.add("broker_cpu_pct", "broker CPU", "% core", "", p.CPUPercent)
+		if units > 0 {
+			r.add("broker_cpu_us_per_"+unit, "broker CPU per "+unit, "µs", "lower", 1e6*p.CPUSeconds/float64(units))
+		}
 		r.add("broker_rss_max_mib", "broker RSS max", "MiB", "", float64(p.RSSMax)/(1<<20))
 	}
 	if p := r.BenchProc; p != nil {

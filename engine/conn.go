@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairn-mqtt/cairn/store"
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
@@ -43,9 +42,9 @@ type conn struct {
 	maxOut    uint32 // the client's Maximum Packet Size (5.0), 0 = none
 	v5        v5state
 	pl        *pipeline
-	// acks are finished deliveries (EvAcked) not yet committed: the reader
-	// gathers the acknowledgements of one read buffer into one commit.
-	acks []*store.Event
+	// batch is what the reader gathered from its read buffer, not yet
+	// committed (batch.go).
+	batch commitBatch
 
 	wmu     sync.Mutex
 	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
@@ -60,7 +59,7 @@ type conn struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		b:          b,
 		nc:         nc,
 		r:          wire.NewReader(nc, b.opts.MaxPacketSize),
@@ -71,6 +70,8 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		writerDone: make(chan struct{}),
 		finished:   make(chan struct{}),
 	}
+	c.pl.onWait = c.flushBatch // never wait for room holding a batch (batch.go)
+	return c
 }
 
 // run is the connection's reader goroutine.
@@ -162,30 +163,26 @@ func (c *conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
+		if !batched(pkt) {
+			c.flushBatch() // commits stay in arrival order (batch.go)
+		}
 		if !c.handle(pkt) {
 			return
 		}
-		if len(c.acks) > 0 && (c.r.Buffered() == 0 || len(c.acks) >= maxAckBatch) {
-			c.flushAcks()
+		if c.r.Buffered() == 0 {
+			c.flushBatch() // the next read may block
 		}
 	}
 }
 
-// maxAckBatch bounds the acknowledgements gathered into one commit.
-const maxAckBatch = 256
-
-// flushAcks commits the gathered acknowledgements. They need no fsync: if a
-// crash loses them the messages are redelivered, which QoS 1 allows and
-// which a QoS 2 receiver answers without delivering again.
-func (c *conn) flushAcks() {
-	if len(c.acks) == 0 {
-		return
+// batched reports whether pkt's handler stages its commit in the reader's
+// batch (batch.go) instead of committing on its own.
+func batched(pkt wire.Packet) bool {
+	switch pkt.(type) {
+	case *wire.Publish, *wire.Ack, *wire.Pingreq:
+		return true
 	}
-	if err := c.b.store.Commit(c.acks, false, nil); err != nil {
-		c.b.stats.CommitFailures.Add(1)
-		c.log.Error("store commit of acknowledgements failed", "err", err)
-	}
-	c.acks = nil
+	return false
 }
 
 // readFailed classifies the end of the read side.
@@ -327,11 +324,11 @@ func (c *conn) shutdown() {
 
 // teardown runs on the reader goroutine after the read loop ends.
 func (c *conn) teardown() {
+	c.flushBatch()
 	c.closeWith(endIOError)
 	c.pl.close()
 	<-c.writerDone
 	c.nc.Close()
-	c.flushAcks()
 	c.b.detach(c)
 }
 

@@ -25,6 +25,9 @@ type pipeline struct {
 	running bool
 	closed  bool
 	max     int
+	// onWait, if set, runs (on the adding goroutine, unlocked) before add
+	// waits for room: the reader commits its batch there (batch.go).
+	onWait func()
 }
 
 type step struct {
@@ -44,6 +47,11 @@ func newPipeline(max int) *pipeline {
 func (p *pipeline) add(then func(error)) *step {
 	s := &step{then: then}
 	p.mu.Lock()
+	if len(p.q) >= p.max && !p.closed && p.onWait != nil {
+		p.mu.Unlock()
+		p.onWait()
+		p.mu.Lock()
+	}
 	for len(p.q) >= p.max && !p.closed {
 		p.space.Wait()
 	}

@@ -170,7 +170,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if st == nil {
 		return false
 	}
-	b.commit(evs, durable, func(err error) { c.pl.complete(st, err) })
+	c.stage(evs, durable, func(err error) { c.pl.complete(st, err) })
 	return true
 }
 
@@ -210,7 +210,7 @@ func (c *conn) onPubrel(p *wire.Ack) {
 	if st == nil {
 		return
 	}
-	c.b.commit(evs, true, func(err error) { c.pl.complete(st, err) })
+	c.stage(evs, true, func(err error) { c.pl.complete(st, err) })
 }
 
 // onDeliveryAck handles PUBACK, PUBREC and PUBCOMP for messages the broker
@@ -232,8 +232,10 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 	switch res {
 	case session.AckCompleted:
 		if s.persistent {
-			// Batched: the read loop commits them when its buffer runs dry.
-			c.acks = append(c.acks, &store.Event{Kind: store.EvAcked, Time: now, Client: s.id, QSeq: d.Seq})
+			// No fsync needed: if a crash loses the removal, the message
+			// is redelivered, which QoS 1 allows and a QoS 2 receiver
+			// answers without delivering again.
+			c.stageOne(&store.Event{Kind: store.EvAcked, Time: now, Client: s.id, QSeq: d.Seq}, false, nil)
 		}
 		b.stats.MessagesSent.Add(1)
 		c.wake()
@@ -243,7 +245,7 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 			c.send(pubrel)
 			return
 		}
-		b.commit([]*store.Event{{Kind: store.EvPubrecReceived, Time: now, Client: s.id, QSeq: d.Seq}}, true, func(err error) {
+		c.stageOne(&store.Event{Kind: store.EvPubrecReceived, Time: now, Client: s.id, QSeq: d.Seq}, true, func(err error) {
 			if err != nil {
 				c.failCommit(err)
 				return
@@ -273,8 +275,8 @@ func (c *conn) onPubrecRefusal(p *wire.Ack) {
 	}
 	c.log.Info("client refused a QoS 2 delivery", "topic", d.Msg.Topic, "reason", p.ReasonCode)
 	if s.persistent {
-		c.acks = append(c.acks, &store.Event{Kind: store.EvDropped, Time: c.b.now().UnixNano(), Client: s.id, QSeq: d.Seq,
-			Reason: fmt.Sprintf("refused by the client with PUBREC 0x%02X", byte(p.ReasonCode))})
+		c.stageOne(&store.Event{Kind: store.EvDropped, Time: c.b.now().UnixNano(), Client: s.id, QSeq: d.Seq,
+			Reason: fmt.Sprintf("refused by the client with PUBREC 0x%02X", byte(p.ReasonCode))}, false, nil)
 	}
 	c.b.stats.MessagesDropped.Add(1)
 	c.wake()
