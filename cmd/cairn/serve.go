@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -30,6 +31,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-packet-size", Value: int(d.MaxPacketSize), Usage: "largest packet accepted, bytes", EnvVars: []string{"CAIRN_MAX_PACKET_SIZE"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
+		&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the broker to this file when it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
 	}
 	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
@@ -118,6 +120,9 @@ func serve(c *cli.Context) error {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	if path := c.String("memprofile"); path != "" {
+		defer writeAllocProfile(log, path)
+	}
 	dir := cfg.Data
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
 	if err != nil {
@@ -167,4 +172,16 @@ func serve(c *cli.Context) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// writeAllocProfile writes the allocations since the start (pprof "allocs":
+// alloc_space, alloc_objects, and what is still in use) to path.
+func writeAllocProfile(log *slog.Logger, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+	}
+	if err != nil {
+		log.Error("--memprofile", "err", err)
+	}
 }
