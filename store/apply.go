@@ -258,6 +258,7 @@ func (t *txn) dropSession(client string) error {
 		}
 	}
 	t.dropQueue(client)
+	t.s.entries.dropped(client)
 	return nil
 }
 
@@ -400,6 +401,11 @@ func (t *txn) published(ev *Event, assign bool) error {
 				if err := t.set(t.k(queueKey(t.kb[:0], targets[i].Client, targets[i].Seq)), &entries[i]); err != nil {
 					return err
 				}
+				if w := t.s.entries.window(targets[i].Client); w != nil {
+					if sl := w.slot(targets[i].Seq); sl != nil {
+						sl.ref.inline = true
+					}
+				}
 			}
 		} else if err := t.sharedBody(ev.MsgID, m, len(entries)); err != nil {
 			return err
@@ -471,6 +477,7 @@ func (t *txn) enqueue(msgID uint64, size, expiresAt int64, inline *Message, tg *
 	if err := t.set(t.k(queueKey(t.kb[:0], tg.Client, tg.Seq)), &e); err != nil {
 		return QueueEntry{}, err
 	}
+	t.s.entries.added(tg.Client, tg.Seq, entryRef{msgID: msgID, size: size, expiresAt: expiresAt, inline: inline != nil}, qi)
 	if expiresAt != 0 {
 		if err := t.b.Set(t.k(queueExpiryKey(t.kb[:0], expiresAt, tg.Client, tg.Seq)), nil, nil); err != nil {
 			return QueueEntry{}, err
@@ -579,22 +586,43 @@ func (t *txn) released(ev *Event) error {
 // removeEntry deletes queue entry q/<client>/<qseq> (ack or drop) and
 // releases its message. A missing entry is a no-op: acks can arrive twice
 // (a duplicate PUBACK, or one racing a session takeover).
+//
+// The entry cache (entrycache.go) usually knows the entry: then nothing is
+// read, and for a client whose window is complete not even the next head.
 func (t *txn) removeEntry(client string, qseq uint64) error {
 	if err := checkClient(client); err != nil {
 		return err
 	}
+	cache := &t.s.entries
+	complete := cache.complete(client)
+	if complete {
+		if qi := t.queue(client); qseq < qi.Head || qseq >= qi.Next {
+			return nil // not in the queue: a repeated ack
+		}
+	}
 	k := t.k(queueKey(t.kb[:0], client, qseq))
-	val, closer, err := t.b.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %q: %w", k, err)
-	}
-	e, err := decodeEntryRef(k, val)
-	closer.Close()
-	if err != nil {
-		return err
+	e, state := cache.take(client, qseq)
+	switch {
+	case state == entryDead:
+		return nil // already removed
+	case state == entryUnknown && complete:
+		return fmt.Errorf("store: entry cache: seq %d of %q missing from a complete window", qseq, client)
+	case state == entryUnknown:
+		if !t.b.Indexed() {
+			return fmt.Errorf("store: internal: removing %q/%d needs a read in a batch without an index", client, qseq)
+		}
+		val, closer, err := t.b.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %q: %w", k, err)
+		}
+		e, err = decodeEntryRef(k, val)
+		closer.Close()
+		if err != nil {
+			return err
+		}
 	}
 	if err := t.b.Delete(k, nil); err != nil {
 		return err
@@ -621,12 +649,16 @@ func (t *txn) removeEntry(client string, qseq uint64) error {
 		// Count of them and Count entries), so the next one is the head.
 		// This is the in-order ack of every subscriber keeping up: no read.
 		qi.Head = qseq + 1
+	case qseq == qi.Head && complete:
+		qi.Head = cache.window(client).base // the lowest live seq
 	case qseq == qi.Head:
+		var err error
 		if qi.Head, err = t.nextHead(client, qseq+1, qi.Next); err != nil {
 			return err
 		}
 	}
 	t.setQueue(client, qi)
+	cache.settled(client, qi)
 	return nil
 }
 

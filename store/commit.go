@@ -187,8 +187,13 @@ func (s *Store) Sync() error {
 // then, publishes the new in-memory state (QueueInfo, lastSeq). Called with
 // s.mu held. assign selects Commit (assign seqs) or ReplayEvent (check them).
 func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
+	defer func() {
+		if err != nil {
+			s.entries.reset() // it may hold changes of the failed batch
+		}
+	}()
 	var b *pebble.Batch
-	if anyReads(evs) || s.mayDrop(evs) {
+	if s.anyReads(evs) || s.mayDrop(evs) {
 		b = s.db.NewIndexedBatch()
 	} else {
 		b = s.db.NewBatch() // cheaper: no per-key index to maintain
@@ -408,8 +413,11 @@ func (s *Store) CommitStats() CommitStats {
 
 // anyReads reports whether applying evs reads projections (see txn), which
 // needs an indexed batch so that later events see earlier ones. The hottest
-// commit, a non-retained publish, only writes, so it skips the index.
-func anyReads(evs []*Event) bool {
+// commits only write: a non-retained publish, and the acks of subscribers
+// whose queue the entry cache covers completely (entrycache.go) — unless
+// the same batch also enqueues, which could cap a window half way.
+func (s *Store) anyReads(evs []*Event) bool {
+	enqueues, removals := false, false
 	for _, ev := range evs {
 		switch {
 		case ev == nil:
@@ -417,11 +425,21 @@ func anyReads(evs []*Event) bool {
 			if ev.Msg != nil && ev.Msg.Retain {
 				return true
 			}
+			enqueues = enqueues || len(ev.Targets) > 0
+		case ev.Kind == EvAcked, ev.Kind == EvDropped:
+			qi, ok := s.queues[ev.Client]
+			if !ok {
+				qi = emptyQueue
+			}
+			if !s.entries.readFree(ev.Client, ev.QSeq, qi) {
+				return true
+			}
+			removals = true
 		case ev.Kind == EvSessionOpened, ev.Kind == EvSessionClosed, ev.Kind == EvWillFired,
 			ev.Kind == EvSubscribed, ev.Kind == EvUnsubscribed, ev.Kind == EvReleased:
 		default:
 			return true
 		}
 	}
-	return false
+	return enqueues && removals
 }

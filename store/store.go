@@ -56,7 +56,8 @@ type Store struct {
 	mu      sync.Mutex
 	closed  bool
 	lastSeq uint64
-	tx      txn // reused for every commit; see apply.go
+	tx      txn        // reused for every commit; see apply.go
+	entries entryCache // refs of recent queue entries (entrycache.go); under mu
 
 	// last mirrors lastSeq for lock-free LastSeq.
 	last atomic.Uint64

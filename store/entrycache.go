@@ -1,0 +1,182 @@
+package store
+
+// The entry cache: what removing a queue entry needs to know about it (its
+// entryRef: message id, size, expiry, inline body), kept in memory for the
+// entries enqueued recently, so that the ack of a message a subscriber is
+// keeping up with reads nothing from Pebble. Without it every ack is a Get
+// through an indexed batch — an iterator over the batch, the memtables and
+// every level — which was the largest single cost of the ack path.
+//
+// Invariants (all state is guarded by Store.mu, like the txn that uses it):
+//   - A window holds the refs of the consecutive seqs [base, base+len(slots))
+//     of one client's queue, exactly: a live slot is an entry that exists
+//     with that ref, a dead slot an entry that was removed. Seqs outside the
+//     window say nothing (the store reads Pebble as before).
+//   - A complete window covers the whole queue, [Head, Next): every entry of
+//     the client is in it, so removals of that client need no read at all —
+//     existence, ref and the next head all come from the window. A window
+//     is complete when it was started on an empty queue, and becomes so when
+//     the head passes its base; it stops being complete when it is capped
+//     (it stops growing at the per-client or global limit) until the queue
+//     empties.
+//   - The cache changes with the batch being built, before Pebble accepts
+//     it: a commit that fails clears the whole cache (reset), which is
+//     always safe — an empty cache only means reads.
+//   - Memory is bounded: at most entryCacheMax slots in all, entryWindowMax
+//     per client; a session's window goes with its queue (dropSession).
+
+// The limits (variables so that tests can make them small).
+var (
+	entryCacheMax  = 1 << 18 // slots, all clients (32 bytes each: 8 MiB)
+	entryWindowMax = 1 << 14 // slots per client
+)
+
+type entrySlot struct {
+	ref  entryRef
+	live bool
+}
+
+type entryWindow struct {
+	base     uint64 // seq of slots[0]
+	slots    []entrySlot
+	complete bool
+	capped   bool
+}
+
+func (w *entryWindow) end() uint64 { return w.base + uint64(len(w.slots)) }
+
+// slot returns the slot of seq, nil outside the window.
+func (w *entryWindow) slot(seq uint64) *entrySlot {
+	if seq < w.base || seq >= w.end() {
+		return nil
+	}
+	return &w.slots[seq-w.base]
+}
+
+type entryCache struct {
+	clients map[string]*entryWindow
+	total   int  // slots held
+	off     bool // tests: no caching at all
+}
+
+func (c *entryCache) window(client string) *entryWindow {
+	if c.clients == nil {
+		return nil
+	}
+	return c.clients[client]
+}
+
+// added records the entry enqueued at seq; qi is the queue before it.
+func (c *entryCache) added(client string, seq uint64, ref entryRef, qi QueueInfo) {
+	w := c.window(client)
+	if w == nil {
+		if c.off || c.total >= entryCacheMax {
+			return
+		}
+		if c.clients == nil {
+			c.clients = make(map[string]*entryWindow)
+		}
+		// On an empty queue the window covers everything from the start.
+		w = &entryWindow{base: seq, complete: qi.Count == 0}
+		c.clients[client] = w
+	}
+	if w.capped || seq != w.end() || len(w.slots) >= entryWindowMax || c.total >= entryCacheMax {
+		w.capped, w.complete = true, false
+		return
+	}
+	w.slots = append(w.slots, entrySlot{ref: ref, live: true})
+	c.total++
+}
+
+// take returns the ref of the live entry at seq and marks it removed. state
+// is entryLive (ref valid), entryDead (known removed) or entryUnknown.
+func (c *entryCache) take(client string, seq uint64) (entryRef, entryState) {
+	w := c.window(client)
+	if w == nil {
+		return entryRef{}, entryUnknown
+	}
+	sl := w.slot(seq)
+	if sl == nil {
+		return entryRef{}, entryUnknown
+	}
+	if !sl.live {
+		return entryRef{}, entryDead
+	}
+	ref := sl.ref
+	sl.live = false
+	// Pop the removed slots at the front: base stays the lowest live seq.
+	n := 0
+	for n < len(w.slots) && !w.slots[n].live {
+		n++
+	}
+	if n > 0 {
+		w.slots = w.slots[n:]
+		w.base += uint64(n)
+		c.total -= n
+		if len(w.slots) == 0 {
+			w.slots = w.slots[:0:0] // let the array go
+		}
+	}
+	return ref, entryLive
+}
+
+type entryState uint8
+
+const (
+	entryUnknown entryState = iota
+	entryLive
+	entryDead
+)
+
+// settled updates the window after a removal left the queue at qi: an empty
+// queue restarts a complete window at Next; a head at or past base makes an
+// uncapped window complete.
+func (c *entryCache) settled(client string, qi QueueInfo) {
+	w := c.window(client)
+	if w == nil {
+		return
+	}
+	if qi.Count == 0 {
+		c.total -= len(w.slots)
+		*w = entryWindow{base: qi.Next, complete: true}
+		return
+	}
+	if !w.complete && !w.capped && qi.Head >= w.base && w.end() == qi.Next {
+		w.complete = true
+	}
+}
+
+// dropped forgets client's window (its queue is gone).
+func (c *entryCache) dropped(client string) {
+	if w := c.window(client); w != nil {
+		c.total -= len(w.slots)
+		delete(c.clients, client)
+	}
+}
+
+// readFree reports whether removing seq from client's queue (now qi) needs
+// no read: the window is complete and the entry is outside the queue, already
+// removed, or has its body inline (a shared body's refcount must be read).
+func (c *entryCache) readFree(client string, seq uint64, qi QueueInfo) bool {
+	w := c.window(client)
+	if w == nil || !w.complete {
+		return false
+	}
+	if seq < qi.Head || seq >= qi.Next {
+		return true
+	}
+	sl := w.slot(seq)
+	return sl != nil && (!sl.live || sl.ref.inline)
+}
+
+// complete reports whether client's window covers its whole queue.
+func (c *entryCache) complete(client string) bool {
+	w := c.window(client)
+	return w != nil && w.complete
+}
+
+// reset empties the cache (a commit failed after changing it).
+func (c *entryCache) reset() {
+	c.clients = nil
+	c.total = 0
+}
