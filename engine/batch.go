@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"sync"
+
 	"github.com/cairn-mqtt/cairn/store"
 )
 
@@ -35,6 +37,32 @@ type commitBatch struct {
 	evs     []*store.Event
 	durable bool
 	dones   []func(error)
+	// acks holds the acknowledgement events by value (stageAck): one
+	// allocation per batch instead of one per delivery. The store keeps no
+	// reference to an event once Commit returns, so the slab goes back to
+	// ackSlabs then; an idle connection holds none.
+	acks *[]store.Event
+}
+
+var ackSlabs = sync.Pool{New: func() any { s := make([]store.Event, 0, 64); return &s }}
+
+// stageAck adds a delivery's non-durable removal event (EvAcked, EvDropped).
+func (c *conn) stageAck(ev store.Event) {
+	bt := &c.batch
+	if bt.acks == nil {
+		bt.acks = ackSlabs.Get().(*[]store.Event)
+	}
+	s := *bt.acks
+	if len(s) == cap(s) {
+		// A full slab: the events already staged keep pointing into it, so
+		// start another rather than grow this one.
+		c.flushBatch()
+		bt.acks = ackSlabs.Get().(*[]store.Event)
+		s = *bt.acks
+	}
+	s = append(s, ev)
+	*bt.acks = s
+	c.stageOne(&s[len(s)-1], false, nil)
 }
 
 // stage adds a packet's events to the batch; done (may be nil) runs when
@@ -93,6 +121,12 @@ func (c *conn) flushBatch() {
 	err := c.b.store.Commit(bt.evs, bt.durable, done)
 	clear(bt.evs)
 	bt.evs, bt.durable, bt.dones = bt.evs[:0], false, nil
+	if bt.acks != nil {
+		clear(*bt.acks)
+		*bt.acks = (*bt.acks)[:0]
+		ackSlabs.Put(bt.acks)
+		bt.acks = nil
+	}
 	if err != nil {
 		c.b.stats.CommitFailures.Add(1)
 		c.log.Error("store commit failed", "client", c.clientID, "err", err)

@@ -47,7 +47,7 @@ type conn struct {
 	batch commitBatch
 
 	wmu     sync.Mutex
-	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
+	ctl     []ctlItem // packets queued for the writer (acks, SUBACK, ...)
 	wakeCh  chan struct{}
 	started bool // writer running
 
@@ -55,6 +55,7 @@ type conn struct {
 	done       chan struct{} // closed when the connection is ending
 	why        closeReason
 	writerDone chan struct{}
+	pub        wire.Publish // the writer's scratch PUBLISH (appendAction)
 	finished   chan struct{} // closed after teardown (session detached)
 }
 

@@ -19,6 +19,13 @@ type routed struct {
 	stored   []*Session
 	volatile []volatileDelivery
 	matched  int
+
+	// Room for the common case — one event, one destination — in the same
+	// allocation as the routed itself.
+	evBuf  store.Event
+	tgBuf  [1]store.Target
+	stBuf  [1]*Session
+	volBuf [1]volatileDelivery
 }
 
 type volatileDelivery struct {
@@ -32,10 +39,11 @@ var matchPool = sync.Pool{New: func() any { s := make([]topics.Match, 0, 16); re
 // r.ev (if any) and calls r.deliver once that is durable.
 func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	r := &routed{msg: msg}
+	r.stored, r.volatile = r.stBuf[:0], r.volBuf[:0]
 	b.stampRetained(msg, now) // server-side retained TTL (retainttl.go)
 	mp := matchPool.Get().(*[]topics.Match)
 	matches := b.subs.Match(msg.Topic, from, b.isOnline, (*mp)[:0])
-	var targets []store.Target
+	targets := r.tgBuf[:0]
 	for _, m := range matches {
 		s := b.lookup(m.Client)
 		if s == nil {
@@ -55,7 +63,8 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	*mp = matches[:0]
 	matchPool.Put(mp)
 	if len(targets) > 0 || msg.Retain {
-		r.ev = &store.Event{Kind: store.EvPublished, Time: now, Client: from, Msg: msg, Targets: targets}
+		r.evBuf = store.Event{Kind: store.EvPublished, Time: now, Client: from, Msg: msg, Targets: targets}
+		r.ev = &r.evBuf
 	}
 	return r
 }
@@ -162,9 +171,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		switch p.QoS {
 		case 1:
 			c.inboundAcked(1)
-			c.send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
+			c.sendAck(wire.PUBACK, p.PacketID, c.noMatch(r))
 		case 2:
-			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
+			c.sendAck(wire.PUBREC, p.PacketID, c.noMatch(r))
 		}
 	})
 	if st == nil {
@@ -205,7 +214,7 @@ func (c *conn) onPubrel(p *wire.Ack) {
 			c.failCommit(err)
 			return
 		}
-		c.send(&wire.Ack{Kind: wire.PUBCOMP, PacketID: p.PacketID, ReasonCode: code})
+		c.sendAck(wire.PUBCOMP, p.PacketID, code)
 	})
 	if st == nil {
 		return
@@ -235,14 +244,14 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 			// No fsync needed: if a crash loses the removal, the message
 			// is redelivered, which QoS 1 allows and a QoS 2 receiver
 			// answers without delivering again.
-			c.stageOne(&store.Event{Kind: store.EvAcked, Time: now, Client: s.id, QSeq: d.Seq}, false, nil)
+			c.stageAck(store.Event{Kind: store.EvAcked, Time: now, Client: s.id, QSeq: d.Seq})
 		}
 		b.stats.MessagesSent.Add(1)
 		c.wake()
 	case session.AckPubrecDone:
-		pubrel := &wire.Ack{Kind: wire.PUBREL, PacketID: p.PacketID}
+		pid := p.PacketID
 		if !s.persistent {
-			c.send(pubrel)
+			c.sendAck(wire.PUBREL, pid, 0)
 			return
 		}
 		c.stageOne(&store.Event{Kind: store.EvPubrecReceived, Time: now, Client: s.id, QSeq: d.Seq}, true, func(err error) {
@@ -250,7 +259,7 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 				c.failCommit(err)
 				return
 			}
-			c.send(pubrel)
+			c.sendAck(wire.PUBREL, pid, 0)
 		})
 	default:
 		if p.Kind == wire.PUBREC && c.version == wire.V5 {

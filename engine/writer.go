@@ -20,10 +20,26 @@ const (
 	storePageSize   = 256
 )
 
+// ctlItem is one queued control packet: p, or (p nil) the acknowledgement
+// held by value — PUBACK, PUBREC and PUBCOMP go out once per message, and
+// kept in the list they cost no allocation each.
+type ctlItem struct {
+	p   wire.Packet
+	ack wire.Ack
+}
+
 // send queues a packet for the writer.
 func (c *conn) send(p wire.Packet) {
 	c.wmu.Lock()
-	c.ctl = append(c.ctl, p)
+	c.ctl = append(c.ctl, ctlItem{p: p})
+	c.wmu.Unlock()
+	c.wake()
+}
+
+// sendAck queues a PUBACK, PUBREC, PUBREL or PUBCOMP without properties.
+func (c *conn) sendAck(kind wire.PacketType, pid uint16, code wire.ReasonCode) {
+	c.wmu.Lock()
+	c.ctl = append(c.ctl, ctlItem{ack: wire.Ack{Kind: kind, PacketID: pid, ReasonCode: code}})
 	c.wmu.Unlock()
 	c.wake()
 }
@@ -39,7 +55,7 @@ func (c *conn) wake() {
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	buf := make([]byte, 0, writeBatchBytes)
-	var spare []wire.Packet
+	var spare []ctlItem
 	for {
 		select {
 		case <-c.wakeCh:
@@ -67,7 +83,7 @@ func (c *conn) writeLoop() {
 
 // flushControl writes what is queued (a final DISCONNECT, say) when the
 // connection is closing; deliveries stay queued for the session.
-func (c *conn) flushControl(buf []byte, spare []wire.Packet) {
+func (c *conn) flushControl(buf []byte, spare []ctlItem) {
 	buf, _, _ = c.fill(buf, spare, false)
 	if len(buf) > 0 {
 		_ = c.write(buf, time.Second)
@@ -82,13 +98,17 @@ func (c *conn) write(buf []byte, timeout time.Duration) error {
 
 // fill appends the control packets and, if deliveries is set, the session's
 // ready deliveries to buf. ok is false if the connection must close.
-func (c *conn) fill(buf []byte, spare []wire.Packet, deliveries bool) (_ []byte, _ []wire.Packet, ok bool) {
+func (c *conn) fill(buf []byte, spare []ctlItem, deliveries bool) (_ []byte, _ []ctlItem, ok bool) {
 	c.wmu.Lock()
 	ctl := c.ctl
 	c.ctl = spare[:0]
 	c.wmu.Unlock()
-	for i, p := range ctl {
-		ctl[i] = nil
+	for i := range ctl {
+		p := ctl[i].p
+		if p == nil {
+			p = &ctl[i].ack
+		}
+		ctl[i].p = nil
 		if c.version == wire.V5 {
 			if p = c.fitControl(p); p == nil { // the client's limits (outbound5.go)
 				continue
@@ -145,7 +165,8 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 		return out
 	}
 	d := act.Delivery
-	pub := wire.Publish{
+	pub := &c.pub // the writer's own: no allocation per message
+	*pub = wire.Publish{
 		Dup:      act.Dup,
 		QoS:      d.QoS,
 		Retain:   d.Retain,
@@ -161,13 +182,13 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 	alias := -1
 	if c.version == wire.V5 {
 		pub.Props = deliveryProps(d, now)
-		alias = c.outAlias(&pub)
-		if c.maxOut > 0 && uint32(wire.Size(&pub, c.version)) > c.maxOut {
+		alias = c.outAlias(pub)
+		if c.maxOut > 0 && uint32(wire.Size(pub, c.version)) > c.maxOut {
 			c.dropDelivery(act, "larger than the client's maximum packet size")
 			return buf
 		}
 	}
-	out, err := wire.AppendPacket(buf, &pub, c.version)
+	out, err := wire.AppendPacket(buf, pub, c.version)
 	if err != nil {
 		c.log.Error("cannot encode PUBLISH; dropped", "topic", d.Msg.Topic, "err", err)
 		c.dropDelivery(act, "unencodable")

@@ -474,7 +474,11 @@ func (t *txn) enqueue(msgID uint64, size, expiresAt int64, inline *Message, tg *
 		return QueueEntry{}, fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
 	}
 	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size, ExpiresAt: expiresAt, Body: inline}
-	if err := t.set(t.k(queueKey(t.kb[:0], tg.Client, tg.Seq)), &e); err != nil {
+	val, err := t.enc.encodeEntry(&e)
+	if err != nil {
+		return QueueEntry{}, fmt.Errorf("encode queue entry: %w", err)
+	}
+	if err := t.b.Set(t.k(queueKey(t.kb[:0], tg.Client, tg.Seq)), val, nil); err != nil {
 		return QueueEntry{}, err
 	}
 	t.s.entries.added(tg.Client, tg.Seq, entryRef{msgID: msgID, size: size, expiresAt: expiresAt, inline: inline != nil}, qi)

@@ -40,10 +40,22 @@ func (e *encoder) encode(v any) ([]byte, error) {
 }
 
 // encodeEvent returns the e/<seq> value of ev: the format byte then msgpack.
+// It calls the hand-written encoder directly (what Encode would dispatch to
+// by reflection: the same bytes).
 func (e *encoder) encodeEvent(ev *Event) ([]byte, error) {
 	e.buf.Reset()
 	e.buf.WriteByte(eventFormat)
-	if err := e.enc.Encode(ev); err != nil {
+	if err := ev.EncodeMsgpack(e.enc); err != nil {
+		return nil, err
+	}
+	return e.buf.Bytes(), nil
+}
+
+// encodeEntry encodes a queue entry, directly like encodeEvent; the entry
+// does not escape (a value on the caller's stack stays there).
+func (e *encoder) encodeEntry(q *QueueEntry) ([]byte, error) {
+	e.buf.Reset()
+	if err := q.EncodeMsgpack(e.enc); err != nil {
 		return nil, err
 	}
 	return e.buf.Bytes(), nil

@@ -39,9 +39,13 @@ type entrySlot struct {
 type entryWindow struct {
 	base     uint64 // seq of slots[0]
 	slots    []entrySlot
+	buf      []entrySlot // the front of slots' array, reused once it empties
 	complete bool
 	capped   bool
 }
+
+// windowKeep is the largest array an emptied window keeps for reuse.
+const windowKeep = 256
 
 func (w *entryWindow) end() uint64 { return w.base + uint64(len(w.slots)) }
 
@@ -84,7 +88,11 @@ func (c *entryCache) added(client string, seq uint64, ref entryRef, qi QueueInfo
 		w.capped, w.complete = true, false
 		return
 	}
+	n := cap(w.slots)
 	w.slots = append(w.slots, entrySlot{ref: ref, live: true})
+	if cap(w.slots) != n {
+		w.buf = w.slots[:0]
+	}
 	c.total++
 }
 
@@ -114,7 +122,11 @@ func (c *entryCache) take(client string, seq uint64) (entryRef, entryState) {
 		w.base += uint64(n)
 		c.total -= n
 		if len(w.slots) == 0 {
-			w.slots = w.slots[:0:0] // let the array go
+			if cap(w.buf) <= windowKeep {
+				w.slots = w.buf[:0]
+			} else {
+				w.slots, w.buf = nil, nil // let a large array go
+			}
 		}
 	}
 	return ref, entryLive
@@ -138,7 +150,12 @@ func (c *entryCache) settled(client string, qi QueueInfo) {
 	}
 	if qi.Count == 0 {
 		c.total -= len(w.slots)
-		*w = entryWindow{base: qi.Next, complete: true}
+		buf := w.buf
+		if cap(buf) > windowKeep {
+			buf = nil
+		}
+		clear(w.slots)
+		*w = entryWindow{base: qi.Next, slots: buf[:0], buf: buf, complete: true}
 		return
 	}
 	if !w.complete && !w.capped && qi.Head >= w.base && w.end() == qi.Next {

@@ -59,9 +59,13 @@ type Outbox struct {
 	memCap     int
 	qos0Cap    int
 
-	inflight map[uint16]*Inflight
+	inflight map[uint16]Inflight
 	pending  []Delivery
 	qos0     []Delivery
+	// pbuf and qbuf keep the start of pending's and qos0's arrays, so that
+	// a list that runs empty starts again at the front of its array instead
+	// of allocating a new one (a session keeping up empties it all the time).
+	pbuf, qbuf []Delivery
 
 	loaded      uint64 // persistent: next seq to take from the store
 	durableNext uint64 // persistent: seqs below are durable in the store
@@ -96,7 +100,7 @@ func New(c Config, head, next, sentBelow uint64) *Outbox {
 	}
 	o := &Outbox{
 		persistent: c.Persistent, window: c.Window, memCap: c.MemCap, qos0Cap: c.QoS0Cap,
-		inflight: make(map[uint16]*Inflight),
+		inflight: make(map[uint16]Inflight),
 		loaded:   head, durableNext: next, cleanNext: 1, sentNext: sentBelow,
 	}
 	return o
@@ -131,7 +135,7 @@ func (o *Outbox) Push(d Delivery) bool {
 			return false
 		}
 		d.Seq = 0
-		o.qos0 = append(o.qos0, d)
+		o.qos0, o.qbuf = appendKeep(o.qos0, o.qbuf, d)
 		return true
 	}
 	if o.persistent {
@@ -139,7 +143,7 @@ func (o *Outbox) Push(d Delivery) bool {
 			o.durableNext = d.Seq + 1
 		}
 		if d.Seq == o.loaded && len(o.pending) < o.memCap {
-			o.pending = append(o.pending, d)
+			o.pending, o.pbuf = appendKeep(o.pending, o.pbuf, d)
 			o.loaded++
 		}
 		return true
@@ -149,7 +153,7 @@ func (o *Outbox) Push(d Delivery) bool {
 	}
 	d.Seq = o.cleanNext
 	o.cleanNext++
-	o.pending = append(o.pending, d)
+	o.pending, o.pbuf = appendKeep(o.pending, o.pbuf, d)
 	return true
 }
 
@@ -178,7 +182,7 @@ func (o *Outbox) Loaded(ds []Delivery, to uint64, complete bool) {
 		if d.Seq < o.loaded {
 			continue
 		}
-		o.pending = append(o.pending, d)
+		o.pending, o.pbuf = appendKeep(o.pending, o.pbuf, d)
 		o.loaded = d.Seq + 1
 	}
 	if complete && o.loaded < to {
@@ -189,12 +193,8 @@ func (o *Outbox) Loaded(ds []Delivery, to uint64, complete bool) {
 // Next returns the next packet to send, if the window allows one.
 func (o *Outbox) Next() (Action, bool) {
 	if len(o.qos0) > 0 {
-		d := o.qos0[0]
-		o.qos0[0] = Delivery{}
-		o.qos0 = o.qos0[1:]
-		if len(o.qos0) == 0 {
-			o.qos0 = o.qos0[:0:0]
-		}
+		var d Delivery
+		d, o.qos0, o.qbuf = popKeep(o.qos0, o.qbuf)
 		return Action{Kind: SendPublish, Delivery: d}, true
 	}
 	if len(o.pending) == 0 || len(o.inflight) >= o.window {
@@ -206,21 +206,16 @@ func (o *Outbox) Next() (Action, bool) {
 		// The seq is 65535 past an unacknowledged one: wait for that ack.
 		return Action{}, false
 	}
-	o.pending[0] = Delivery{}
-	o.pending = o.pending[1:]
-	if len(o.pending) == 0 {
-		o.pending = o.pending[:0:0]
-	}
+	_, o.pending, o.pbuf = popKeep(o.pending, o.pbuf)
 	dup := d.Seq < o.sentNext
 	if d.Seq >= o.sentNext {
 		o.sentNext = d.Seq + 1
 	}
-	in := &Inflight{Delivery: d}
-	o.inflight[pid] = in
 	if d.QoS == 2 && d.State == store.StatePubrec {
-		in.PubrecIn = true
+		o.inflight[pid] = Inflight{Delivery: d, PubrecIn: true}
 		return Action{Kind: SendPubrel, PacketID: pid, Delivery: d}, true
 	}
+	o.inflight[pid] = Inflight{Delivery: d}
 	return Action{Kind: SendPublish, PacketID: pid, Dup: dup, Delivery: d}, true
 }
 
@@ -247,6 +242,7 @@ func (o *Outbox) Ack(kind byte, pid uint16) (AckResult, Delivery) {
 		return AckCompleted, in.Delivery
 	case kind == 5 && in.Delivery.QoS == 2 && !in.PubrecIn:
 		in.PubrecIn = true
+		o.inflight[pid] = in
 		return AckPubrecDone, in.Delivery
 	case kind == 5 && in.Delivery.QoS == 2 && in.PubrecIn:
 		// A repeated PUBREC: answer it with PUBREL again.
@@ -295,7 +291,38 @@ func (o *Outbox) Backlog() bool { return o.persistent && o.loaded < o.durableNex
 func (o *Outbox) Inflights() []*Inflight {
 	out := make([]*Inflight, 0, len(o.inflight))
 	for _, in := range o.inflight {
-		out = append(out, in)
+		out = append(out, &in)
 	}
 	return out
+}
+
+// keepCap is the largest array a list keeps for reuse once it runs empty:
+// enough for a busy subscriber's bursts, small enough (14 KiB) that a
+// session that has gone quiet holds little.
+const keepCap = 256
+
+// appendKeep appends d to list; buf tracks the start of list's array.
+func appendKeep(list, buf []Delivery, d Delivery) ([]Delivery, []Delivery) {
+	c := cap(list)
+	list = append(list, d)
+	if cap(list) != c { // a new array: list starts at its front
+		buf = list[:0]
+	}
+	return list, buf
+}
+
+// popKeep removes the first delivery of list; an emptied list starts again
+// at the front of its array (buf), or lets a large array go.
+func popKeep(list, buf []Delivery) (Delivery, []Delivery, []Delivery) {
+	d := list[0]
+	list[0] = Delivery{}
+	list = list[1:]
+	if len(list) == 0 {
+		if cap(buf) <= keepCap {
+			list = buf[:0]
+		} else {
+			list, buf = nil, nil
+		}
+	}
+	return d, list, buf
 }
