@@ -55,7 +55,7 @@ type conn struct {
 	done       chan struct{} // closed when the connection is ending
 	why        closeReason
 	writerDone chan struct{}
-	pub        wire.Publish // the writer's scratch PUBLISH (appendAction)
+	pub        wire.Publish  // the writer's scratch PUBLISH (appendAction)
 	finished   chan struct{} // closed after teardown (session detached)
 }
 
