@@ -54,7 +54,8 @@ type Stats struct {
 	CommitFailures    atomic.Int64
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
-	Maint             MaintStats // compaction task and queue limits (compact.go)
+	PublisherPauses   atomic.Int64 // readers paused for a subscriber to catch up (backpressure.go)
+	Maint             MaintStats   // compaction task and queue limits (compact.go)
 }
 
 // ErrClosed is returned by Serve after Shutdown.

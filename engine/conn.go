@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-mqtt/cairn/wire"
@@ -55,8 +56,9 @@ type conn struct {
 	done       chan struct{} // closed when the connection is ending
 	why        closeReason
 	writerDone chan struct{}
-	pub        wire.Publish  // the writer's scratch PUBLISH (appendAction)
-	finished   chan struct{} // closed after teardown (session detached)
+	pub        wire.Publish            // the writer's scratch PUBLISH (appendAction)
+	crowded    atomic.Pointer[Session] // a subscriber this reader fed is behind (backpressure.go)
+	finished   chan struct{}           // closed after teardown (session detached)
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
@@ -173,6 +175,7 @@ func (c *conn) readLoop() {
 		if c.r.Buffered() == 0 {
 			c.flushBatch() // the next read may block
 		}
+		c.waitForRoom() // a subscriber we feed is behind (backpressure.go)
 	}
 }
 

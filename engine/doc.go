@@ -15,6 +15,9 @@
 // writer sends, outbound topic aliases), enhauth.go (the AUTH exchange),
 // expiry.go and deadlines.go (session expiry and delayed wills, as absolute
 // times in the store, with one timer).
+// Per-read commit batching (batch.go) and back-pressure from subscribers
+// that fall behind on deliveries held in memory (backpressure.go) are the
+// throughput mechanisms next to the pipeline.
 // Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
 // and the broker's side of the compaction task (compact.go) each live in
 // their own file.

@@ -19,6 +19,7 @@ type routed struct {
 	stored   []*Session
 	volatile []volatileDelivery
 	matched  int
+	from     *conn // the publishing connection, if a client's (back-pressure)
 
 	// Room for the common case — one event, one destination — in the same
 	// allocation as the routed itself.
@@ -85,11 +86,11 @@ func (r *routed) deliver(b *Broker) {
 			if t.Seq == 0 {
 				continue
 			}
-			b.deliver(r.stored[i], session.Delivery{Seq: t.Seq, QoS: t.QoS, Retain: t.Retain, SubIDs: t.SubIDs, Msg: r.msg})
+			b.deliver(r.stored[i], session.Delivery{Seq: t.Seq, QoS: t.QoS, Retain: t.Retain, SubIDs: t.SubIDs, Msg: r.msg}, r.from)
 		}
 	}
 	for _, v := range r.volatile {
-		b.deliver(v.s, v.d)
+		b.deliver(v.s, v.d, r.from)
 	}
 }
 
@@ -140,6 +141,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		msg.Props, msg.ExpiresAt = storedProps(p.Props, now)
 	}
 	r := b.route(msg, c.clientID, now.UnixNano())
+	r.from = c
 	b.limitQueues(r, true)
 	var evs []*store.Event
 	if r.ev != nil {

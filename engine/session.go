@@ -23,6 +23,10 @@ type Session struct {
 	out     *session.Outbox
 	inbound map[uint16]struct{} // QoS 2 packet ids from the client awaiting PUBREL
 	will    *store.Will
+	// Back-pressure (backpressure.go): readers waiting for room, and
+	// whether the client failed to make room in time.
+	roomCh  chan struct{}
+	stalled bool
 }
 
 func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow uint64) *Session {
@@ -41,7 +45,8 @@ func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow ui
 
 // deliver hands a durable (or volatile) delivery to the session and wakes its
 // connection's writer.
-func (b *Broker) deliver(s *Session, d session.Delivery) {
+// from, if set, is the publishing connection, told when s is crowded.
+func (b *Broker) deliver(s *Session, d session.Delivery, from *conn) {
 	s.mu.Lock()
 	c := s.conn
 	if c == nil {
@@ -56,7 +61,11 @@ func (b *Broker) deliver(s *Session, d session.Delivery) {
 		return
 	}
 	ok := s.out.Push(d)
+	crowded := ok && s.crowdedLocked()
 	s.mu.Unlock()
+	if crowded && from != nil {
+		from.noteCrowded(s) // its reader pauses (backpressure.go)
+	}
 	if !ok {
 		b.stats.MessagesDropped.Add(1)
 		b.log.Debug("delivery dropped: client queue full", "client", s.id, "topic", d.Msg.Topic, "qos", d.QoS)

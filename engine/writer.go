@@ -148,6 +148,7 @@ func (c *conn) fill(buf []byte, spare []ctlItem, deliveries bool) (_ []byte, _ [
 			s.mu.Unlock()
 			continue
 		}
+		s.drainedLocked() // wake paused publishers (backpressure.go)
 		s.mu.Unlock()
 		buf = c.appendAction(buf, act)
 	}

@@ -326,3 +326,17 @@ func popKeep(list, buf []Delivery) (Delivery, []Delivery, []Delivery) {
 	}
 	return d, list, buf
 }
+
+// Crowded reports that the deliveries held in memory for a client that is
+// not keeping up are near the point where more would be refused (three
+// quarters of the QoS 0 cap, or of the memory cap of a clean session): the
+// publishers feeding it should pause (engine/backpressure.go).
+func (o *Outbox) Crowded() bool {
+	return 4*len(o.qos0) >= 3*o.qos0Cap || (!o.persistent && 4*len(o.pending) >= 3*o.memCap)
+}
+
+// Roomy reports that the client has worked its way down to a quarter of
+// those caps: paused publishers may go on.
+func (o *Outbox) Roomy() bool {
+	return 4*len(o.qos0) <= o.qos0Cap && (o.persistent || 4*len(o.pending) <= o.memCap)
+}
