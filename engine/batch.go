@@ -42,6 +42,10 @@ type commitBatch struct {
 	// reference to an event once Commit returns, so the slab goes back to
 	// ackSlabs then; an idle connection holds none.
 	acks *[]store.Event
+	// lastAck is the EvAcked just staged, if nothing was staged after it:
+	// the next ack of the same client joins it (Event.QSeqs), one logged
+	// event for all the acks of a read.
+	lastAck *store.Event
 }
 
 var ackSlabs = sync.Pool{New: func() any { s := make([]store.Event, 0, 64); return &s }}
@@ -49,6 +53,10 @@ var ackSlabs = sync.Pool{New: func() any { s := make([]store.Event, 0, 64); retu
 // stageAck adds a delivery's non-durable removal event (EvAcked, EvDropped).
 func (c *conn) stageAck(ev store.Event) {
 	bt := &c.batch
+	if l := bt.lastAck; l != nil && ev.Kind == store.EvAcked && l.Client == ev.Client {
+		l.QSeqs = append(l.QSeqs, ev.QSeq)
+		return
+	}
 	if bt.acks == nil {
 		bt.acks = ackSlabs.Get().(*[]store.Event)
 	}
@@ -63,12 +71,16 @@ func (c *conn) stageAck(ev store.Event) {
 	s = append(s, ev)
 	*bt.acks = s
 	c.stageOne(&s[len(s)-1], false, nil)
+	if ev.Kind == store.EvAcked && len(bt.evs) > 0 {
+		bt.lastAck = &s[len(s)-1]
+	}
 }
 
 // stage adds a packet's events to the batch; done (may be nil) runs when
 // they are committed (durable if durable), in order with the others. With no
 // events done runs at once, as Broker.commit does.
 func (c *conn) stage(evs []*store.Event, durable bool, done func(error)) {
+	c.batch.lastAck = nil
 	if len(evs) == 0 {
 		if done != nil {
 			done(nil)
@@ -89,6 +101,7 @@ func (c *conn) stage(evs []*store.Event, durable bool, done func(error)) {
 // stageOne adds a single event (the acknowledgement path).
 func (c *conn) stageOne(ev *store.Event, durable bool, done func(error)) {
 	bt := &c.batch
+	bt.lastAck = nil
 	bt.evs = append(bt.evs, ev)
 	bt.durable = bt.durable || durable
 	if done != nil {
@@ -121,6 +134,7 @@ func (c *conn) flushBatch() {
 	err := c.b.store.Commit(bt.evs, bt.durable, done)
 	clear(bt.evs)
 	bt.evs, bt.durable, bt.dones = bt.evs[:0], false, nil
+	bt.lastAck = nil
 	if bt.acks != nil {
 		clear(*bt.acks)
 		*bt.acks = (*bt.acks)[:0]

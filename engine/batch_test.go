@@ -99,3 +99,35 @@ func TestBatchFlushedBeforePipelineWait(t *testing.T) {
 	pub.SendRaw(buf)
 	expectAcks(t, pub, wire.PUBCOMP, n)
 }
+
+// The acknowledgements a subscriber writes at once are one commit and one
+// logged event (EvAcked with QSeqs), and they remove every entry.
+func TestAcksOfOneReadAreOneEvent(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	sub := dialRaw(t, tb.addr)
+	sub.connect(t, "sub", false, 0, nil)
+	sub.subscribe(t, 1, "acks/#", 1)
+	pub := dialRaw(t, tb.addr)
+	pub.connect(t, "pub", true, 0, nil)
+	const n = 20
+	sendPublishes(t, pub, "acks/x", 1, n)
+	expectAcks(t, pub, wire.PUBACK, n)
+	var buf []byte
+	for range n {
+		p := sub.expectPublish(t, 10*time.Second)
+		buf, _ = wire.AppendPacket(buf, &wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID}, sub.v)
+	}
+	before := tb.st.CommitStats()
+	sub.SendRaw(buf)
+	deadline := time.Now().Add(10 * time.Second)
+	for tb.st.QueueInfo("sub").Count != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue still holds %+v", tb.st.QueueInfo("sub"))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	after := tb.st.CommitStats()
+	if c, e := after.Commits-before.Commits, after.Events-before.Events; c > 2 || e > 2 {
+		t.Fatalf("%d acks in one write took %d commits and %d events, want 1 (2 if the read split)", n, c, e)
+	}
+}

@@ -82,7 +82,14 @@ func (t *txn) apply(ev *Event, assign bool) error {
 		err = t.unsubscribe(ev)
 	case EvPublished:
 		err = t.published(ev, assign)
-	case EvAcked, EvDropped:
+	case EvAcked:
+		err = t.removeEntry(ev.Client, ev.QSeq)
+		for _, q := range ev.QSeqs {
+			if err == nil {
+				err = t.removeEntry(ev.Client, q)
+			}
+		}
+	case EvDropped:
 		err = t.removeEntry(ev.Client, ev.QSeq)
 	case EvPubrecReceived:
 		err = t.updateEntry(ev.Client, ev.QSeq, func(e *QueueEntry) { e.State = StatePubrec })

@@ -434,6 +434,11 @@ func (s *Store) anyReads(evs []*Event) bool {
 			if !s.entries.readFree(ev.Client, ev.QSeq, qi) {
 				return true
 			}
+			for _, q := range ev.QSeqs {
+				if !s.entries.readFree(ev.Client, q, qi) {
+					return true
+				}
+			}
 			removals = true
 		case ev.Kind == EvSessionOpened, ev.Kind == EvSessionClosed, ev.Kind == EvWillFired,
 			ev.Kind == EvSubscribed, ev.Kind == EvUnsubscribed, ev.Kind == EvReleased:

@@ -102,7 +102,7 @@ func (ev *Event) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
 	w.mapLen(2 + count(ev.Client != "", ev.Session != nil, ev.Filter != "", ev.Sub != nil, ev.MsgID != 0,
 		ev.Msg != nil, len(ev.Targets) > 0, ev.QSeq != 0, ev.PacketID != 0, ev.InboundPID != 0,
-		ev.Topic != "", ev.Reason != "", ev.Limit != nil, len(ev.Dropped) > 0, ev.QueueFull != ""))
+		ev.Topic != "", ev.Reason != "", ev.Limit != nil, len(ev.Dropped) > 0, ev.QueueFull != "", len(ev.QSeqs) > 0))
 	w.uint("k", uint64(ev.Kind))
 	w.int("t", ev.Time)
 	if ev.Client != "" {
@@ -160,6 +160,17 @@ func (ev *Event) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if ev.QueueFull != "" {
 		w.str("qf", ev.QueueFull)
+	}
+	if len(ev.QSeqs) > 0 {
+		w.key("qs")
+		if w.err == nil {
+			w.err = e.EncodeArrayLen(len(ev.QSeqs))
+		}
+		for _, q := range ev.QSeqs {
+			if w.err == nil {
+				w.err = e.EncodeUint(q)
+			}
+		}
 	}
 	return w.err
 }

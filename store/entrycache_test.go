@@ -122,6 +122,12 @@ func (w *subscriberWorkload) commit() []*Event {
 			evs = append(evs, ev)
 		case x < 75:
 			evs = append(evs, &Event{Kind: EvAcked, Client: c, QSeq: qi.Head})
+		case x < 80: // several acks in one event
+			ev := &Event{Kind: EvAcked, Client: c, QSeq: qi.Head}
+			for i := range uint64(r.IntN(4)) {
+				ev.QSeqs = append(ev.QSeqs, qi.Head+1+i+uint64(r.IntN(2)))
+			}
+			evs = append(evs, ev)
 		case x < 85:
 			seq := qi.Head + uint64(r.IntN(int(qi.Next-qi.Head)+3))
 			if seq >= 2 && r.IntN(2) == 0 {

@@ -13,7 +13,7 @@ const (
 	EvSubscribed      EventKind = 6  // Client, Filter, Sub: put u/<client>/<filter>
 	EvUnsubscribed    EventKind = 7  // Client, Filter: delete u/<client>/<filter>
 	EvPublished       EventKind = 8  // Msg, Targets, optional InboundPID (Client = publisher): store body once, enqueue per target, retained set/clear
-	EvAcked           EventKind = 9  // Client, QSeq: delete queue entry (PUBACK / PUBCOMP from the subscriber), release message ref
+	EvAcked           EventKind = 9  // Client, QSeq (and QSeqs): delete queue entries (PUBACK / PUBCOMP from the subscriber), release message refs
 	EvPubrecReceived  EventKind = 10 // Client, QSeq: queue entry state -> StatePubrec
 	EvReleased        EventKind = 11 // Client, PacketID: delete i/<client>/<pid> (PUBREL from a QoS 2 publisher)
 	EvDropped         EventKind = 12 // Client, QSeq, Reason: queue entry removed without delivery (expired, overflow)
@@ -61,6 +61,10 @@ type Event struct {
 	// event was applied (no body, entry, retained value or inbound packet
 	// id). Assigned by Commit; ReplayEvent applies the recorded decision.
 	QueueFull string `msgpack:"qf,omitempty"`
+	// QSeqs, with EvAcked, are more queue seqs of the same client removed
+	// by the same event, after QSeq and in order: the acknowledgements one
+	// read of a subscriber's socket brings, logged as one event.
+	QSeqs []uint64 `msgpack:"qs,omitempty"`
 }
 
 // Session is the record s/<client>.
