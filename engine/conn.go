@@ -49,63 +49,78 @@ type conn struct {
 
 	wmu     sync.Mutex
 	ctl     []ctlItem // packets queued for the writer (acks, SUBACK, ...)
-	wakeCh  chan struct{}
-	started bool // writer running
+	started bool      // CONNECT handled: a writer may run (writer.go)
+	// The writer (writer.go): running, asked to look again, stopped for
+	// good; spare is its spare control list.
+	writing, rewake, writerStop bool
+	writers                     sync.WaitGroup
+	spare                       []ctlItem
 
-	closeOnce  sync.Once
-	done       chan struct{} // closed when the connection is ending
-	why        closeReason
-	writerDone chan struct{}
-	pub        wire.Publish            // the writer's scratch PUBLISH (appendAction)
-	crowded    atomic.Pointer[Session] // a subscriber this reader fed is behind (backpressure.go)
-	finished   chan struct{}           // closed after teardown (session detached)
+	closeOnce sync.Once
+	done      chan struct{} // closed when the connection is ending
+	why       closeReason
+	pub       wire.Publish            // the writer's scratch PUBLISH (appendAction)
+	crowded   atomic.Pointer[Session] // a subscriber this reader fed is behind (backpressure.go)
+	idle      idleState               // the reader's (idle.go)
+	finished  chan struct{}           // closed after teardown (session detached)
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
 	c := &conn{
-		b:          b,
-		nc:         nc,
-		r:          wire.NewReader(nc, b.opts.MaxPacketSize),
-		log:        b.log.With("remote", nc.RemoteAddr().String()),
-		pl:         newPipeline(b.opts.MaxPipeline),
-		wakeCh:     make(chan struct{}, 1),
-		done:       make(chan struct{}),
-		writerDone: make(chan struct{}),
-		finished:   make(chan struct{}),
+		b:        b,
+		nc:       nc,
+		r:        wire.NewReader(nc, b.opts.MaxPacketSize),
+		log:      connLogger(b.log, nc.RemoteAddr()), // connlog.go
+		pl:       newPipeline(b.opts.MaxPipeline),
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
+		idle:     idleState{quiet: true}, // after CONNECT, most clients wait
 	}
 	c.pl.onWait = c.flushBatch // never wait for room holding a batch (batch.go)
 	return c
 }
 
-// run is the connection's reader goroutine.
+// run is the connection's first goroutine: it handles CONNECT, then hands
+// the connection to a new reader goroutine (serve). The hop is for idle
+// connections: CONNECT handling (the store commit of the session) grows a
+// goroutine's stack to several KiB, and the reader of an idle connection
+// would keep that stack; a fresh goroutine parked in its first read needs
+// far less.
 func (c *conn) run() {
-	defer c.b.forgetConn(c)
-	defer close(c.finished)
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
-	pkt, err := c.r.ReadPacket(0)
-	if err != nil {
-		c.refuseBadConnect(err)
-		close(c.writerDone)
+	if !c.connect() {
 		c.nc.Close()
-		return
-	}
-	cp, ok := pkt.(*wire.Connect)
-	if !ok {
-		c.b.stats.ProtocolErrors.Add(1)
-		c.log.Warn("closing connection: first packet is not CONNECT", "packet", pkt.Type())
-		close(c.writerDone)
-		c.nc.Close()
-		return
-	}
-	if !c.handleConnect(cp) {
-		close(c.writerDone)
-		c.nc.Close()
+		close(c.finished)
+		c.b.forgetConn(c)
 		return
 	}
 	c.wmu.Lock()
 	c.started = true
 	c.wmu.Unlock()
-	go c.writeLoop()
+	c.wake() // CONNACK, and what the session has queued
+	go c.serve()
+}
+
+// connect reads and handles CONNECT; false ends the connection.
+func (c *conn) connect() bool {
+	pkt, err := c.r.ReadPacket(0)
+	if err != nil {
+		c.refuseBadConnect(err)
+		return false
+	}
+	cp, ok := pkt.(*wire.Connect)
+	if !ok {
+		c.b.stats.ProtocolErrors.Add(1)
+		c.log.Warn("closing connection: first packet is not CONNECT", "packet", pkt.Type())
+		return false
+	}
+	return c.handleConnect(cp)
+}
+
+// serve is the connection's reader goroutine after CONNECT.
+func (c *conn) serve() {
+	defer c.b.forgetConn(c)
+	defer close(c.finished)
 	c.readLoop()
 	c.teardown()
 }
@@ -161,7 +176,15 @@ func (c *conn) readLoop() {
 			return
 		default:
 		}
+		timed, err := c.readyToRead() // an idle connection holds no buffer (idle.go)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
 		pkt, err := c.r.ReadPacket(c.version)
+		if timed {
+			c.readDone()
+		}
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -331,7 +354,7 @@ func (c *conn) teardown() {
 	c.flushBatch()
 	c.closeWith(endIOError)
 	c.pl.close()
-	<-c.writerDone
+	c.stopWriter()
 	c.nc.Close()
 	c.b.detach(c)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"time"
 
 	"github.com/cairn-mqtt/cairn/engine/session"
@@ -44,50 +45,95 @@ func (c *conn) sendAck(kind wire.PacketType, pid uint16, code wire.ReasonCode) {
 	c.wake()
 }
 
-// wake tells the writer there may be something to write.
+// The writer runs only while there is something to write: wake starts it
+// (or, if it is running, makes it look again before it stops), and it stops
+// once a fill finds nothing. An idle connection has no writer goroutine and
+// no write buffer (buffers come from writeBufs), which is most of what a
+// connection would otherwise cost while idle.
+//
+// Invariants (under wmu): at most one writer runs (writing); work queued
+// while it runs sets rewake, which it checks under the same lock before it
+// stops, so no wake is lost; after teardown set writerStop none starts.
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBatchBytes); return &b }}
+
+// wake makes sure a writer runs for what was just queued.
 func (c *conn) wake() {
-	select {
-	case c.wakeCh <- struct{}{}:
+	c.wmu.Lock()
+	switch {
+	case c.writing:
+		c.rewake = true
+	case !c.started || c.writerStop:
 	default:
+		c.writing = true
+		c.writers.Add(1)
+		go c.writeRun()
 	}
+	c.wmu.Unlock()
 }
 
-func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	buf := make([]byte, 0, writeBatchBytes)
-	var spare []ctlItem
+// writeRun is the writer: fill, write, until there is nothing to write.
+func (c *conn) writeRun() {
+	defer c.writers.Done()
+	bp := writeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	stopped := false
+	defer func() {
+		if !stopped { // an error ended it: let wake start another (teardown will not)
+			c.wmu.Lock()
+			c.writing = false
+			c.wmu.Unlock()
+		}
+		if cap(buf) <= 2*writeBatchBytes {
+			*bp = buf[:0]
+			writeBufs.Put(bp)
+		}
+	}()
 	for {
 		select {
-		case <-c.wakeCh:
 		case <-c.done:
-			c.flushControl(buf[:0], spare)
+			return // teardown writes what control packets are left
+		default:
+		}
+		var ok bool
+		buf, c.spare, ok = c.fill(buf[:0], c.spare, true)
+		if !ok {
 			return
 		}
-		for {
-			var ok bool
-			buf, spare, ok = c.fill(buf[:0], spare, true)
-			if !ok {
-				return
+		if len(buf) == 0 {
+			c.wmu.Lock()
+			if c.rewake {
+				c.rewake = false
+				c.wmu.Unlock()
+				continue
 			}
-			if len(buf) == 0 {
-				break
-			}
-			if err := c.write(buf, c.b.opts.WriteTimeout); err != nil {
-				c.log.Info("write failed; closing connection", "err", err)
-				c.closeWith(endIOError)
-				return
-			}
+			c.writing, stopped = false, true
+			c.wmu.Unlock()
+			return
+		}
+		if err := c.write(buf, c.b.opts.WriteTimeout); err != nil {
+			c.log.Info("write failed; closing connection", "err", err)
+			c.closeWith(endIOError)
+			return
 		}
 	}
 }
 
-// flushControl writes what is queued (a final DISCONNECT, say) when the
-// connection is closing; deliveries stay queued for the session.
-func (c *conn) flushControl(buf []byte, spare []ctlItem) {
-	buf, _, _ = c.fill(buf, spare, false)
+// stopWriter keeps any writer from starting again and waits for the one
+// running, if any; then it writes what is queued (a final DISCONNECT, say)
+// — the connection is closing, so deliveries stay queued for the session.
+func (c *conn) stopWriter() {
+	c.wmu.Lock()
+	c.writerStop = true
+	c.wmu.Unlock()
+	c.writers.Wait()
+	bp := writeBufs.Get().(*[]byte)
+	buf, _, _ := c.fill((*bp)[:0], c.spare, false)
 	if len(buf) > 0 {
 		_ = c.write(buf, time.Second)
 	}
+	*bp = buf[:0]
+	writeBufs.Put(bp)
 }
 
 func (c *conn) write(buf []byte, timeout time.Duration) error {

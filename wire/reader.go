@@ -25,6 +25,7 @@ package wire
 import (
 	"io"
 	"strconv"
+	"sync"
 )
 
 const (
@@ -41,7 +42,8 @@ const (
 // Decoded packets never alias it. A Reader is not safe for concurrent use.
 type Reader struct {
 	src  io.Reader
-	buf  []byte // read buffer; buf[r:w] is buffered and unread
+	buf  []byte // read buffer; buf[r:w] is buffered and unread; nil after ReleaseBuffer
+	size int    // the read buffer's size
 	r, w int
 	max  uint32
 
@@ -63,7 +65,35 @@ func NewReader(r io.Reader, maxPacketSize uint32) *Reader {
 // Packets up to that size are decoded from the buffer; larger ones are read
 // into a slice of their own.
 func NewReaderSize(r io.Reader, maxPacketSize uint32, size int) *Reader {
-	return &Reader{src: r, buf: make([]byte, max(size, 16)), max: maxPacketSize}
+	size = max(size, 16)
+	return &Reader{src: r, size: size, max: maxPacketSize} // the buffer comes with the first read
+}
+
+// readBuffers recycles the DefaultReadBufferSize buffers of Readers that let
+// theirs go (ReleaseBuffer).
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, DefaultReadBufferSize); return &b }}
+
+// ReleaseBuffer lets go of the read buffer if nothing is buffered (the
+// connection is idle: thousands of idle connections need not hold a buffer
+// each); the next read takes one again. It does nothing otherwise.
+func (r *Reader) ReleaseBuffer() {
+	if r.buf == nil || r.r != r.w || r.big != nil {
+		return
+	}
+	if len(r.buf) == DefaultReadBufferSize {
+		b := r.buf
+		readBuffers.Put(&b)
+	}
+	r.buf, r.r, r.w = nil, 0, 0
+}
+
+// takeBuffer gives the Reader a read buffer again after ReleaseBuffer.
+func (r *Reader) takeBuffer() {
+	if r.size == DefaultReadBufferSize {
+		r.buf = *readBuffers.Get().(*[]byte)
+		return
+	}
+	r.buf = make([]byte, r.size)
 }
 
 // SetMaxPacketSize changes the maximum packet size (fixed header included)
@@ -187,6 +217,9 @@ func (r *Reader) readBig(v Version) (Packet, error) {
 
 // fill reads at least one byte into the buffer, making room first.
 func (r *Reader) fill() error {
+	if r.buf == nil {
+		r.takeBuffer()
+	}
 	if r.r == r.w {
 		r.r, r.w = 0, 0
 	} else if r.w == len(r.buf) {

@@ -260,3 +260,41 @@ func TestNoAliasing(t *testing.T) {
 		t.Errorf("appending to the will payload changed the packet")
 	}
 }
+
+// A Reader that let go of its buffer while idle takes one again on the next
+// read; with bytes buffered, ReleaseBuffer does nothing.
+func TestReaderReleaseBuffer(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := wire.NewReader(pr, 0)
+	pub := func(s string) []byte {
+		b, err := wire.AppendPacket(nil, &wire.Publish{Topic: "t", Payload: []byte(s)}, wire.V311)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	two := append(pub("one"), pub("two")...)
+	go func() {
+		pw.Write(two)              // two packets in one read
+		pw.Write(pub("three")[:3]) // a partial packet...
+		pw.Write(pub("three")[3:]) // ...and its rest
+		pw.Write(pub("four"))
+		pw.Close()
+	}()
+	for i, want := range []string{"one", "two", "three", "four"} {
+		p, err := r.ReadPacket(wire.V311)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if got := string(p.(*wire.Publish).Payload); got != want {
+			t.Fatalf("packet %d: %q, want %q", i, got, want)
+		}
+		r.ReleaseBuffer() // after "one", "two" is still buffered: a no-op
+		if i == 0 && r.Buffered() == 0 {
+			t.Fatal("the second packet was not buffered")
+		}
+	}
+	if _, err := r.ReadPacket(wire.V311); err != io.EOF {
+		t.Fatalf("after the last packet: %v, want EOF", err)
+	}
+}

@@ -100,8 +100,7 @@ func New(c Config, head, next, sentBelow uint64) *Outbox {
 	}
 	o := &Outbox{
 		persistent: c.Persistent, window: c.Window, memCap: c.MemCap, qos0Cap: c.QoS0Cap,
-		inflight: make(map[uint16]Inflight),
-		loaded:   head, durableNext: next, cleanNext: 1, sentNext: sentBelow,
+		loaded: head, durableNext: next, cleanNext: 1, sentNext: sentBelow,
 	}
 	return o
 }
@@ -210,6 +209,9 @@ func (o *Outbox) Next() (Action, bool) {
 	dup := d.Seq < o.sentNext
 	if d.Seq >= o.sentNext {
 		o.sentNext = d.Seq + 1
+	}
+	if o.inflight == nil {
+		o.inflight = make(map[uint16]Inflight) // not before the first: an idle session holds none
 	}
 	if d.QoS == 2 && d.State == store.StatePubrec {
 		o.inflight[pid] = Inflight{Delivery: d, PubrecIn: true}
