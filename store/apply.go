@@ -309,33 +309,11 @@ func (t *txn) unsubscribe(ev *Event) error {
 	return t.b.Delete(t.k(subKey(t.kb[:0], ev.Client, ev.Filter)), nil)
 }
 
-// inlineMaxPayload and inlineMaxTotal bound the copies of a body stored
-// inline in several queue entries (inlineBodies).
-const (
-	inlineMaxPayload = 256
-	inlineMaxTotal   = 32 << 10
-)
-
-// inlineBodies decides whether the n entries of message m carry the body
-// inline (each its own copy) instead of sharing m/<id> with a refcount. One
-// entry always does. Several do when the copies are small: a shared body
-// costs every ack a refcount read and rewrite (and the publish two more
-// keys), while a small copy per entry costs a few hundred bytes of memtable
-// that, for a subscriber keeping up, are deleted before they are flushed.
-// It depends only on the event, so replay decides the same.
-func inlineBodies(m *Message, n int) bool {
-	if n == 1 {
-		return true
-	}
-	size := len(m.Payload) + len(m.Topic) + len(m.Props)
-	return n > 1 && size <= inlineMaxPayload && n*size <= inlineMaxTotal
-}
-
-// published stores the body — inline in the queue entries when there is one
-// or the copies are small (inlineBodies), once as m/<id> with a refcount
-// otherwise, not at all when no target is enqueued — one queue entry per
-// target, the retained value, and the inbound QoS 2 packet id. A Limit can
-// refuse the event, skip targets or drop old entries first (limit.go).
+// published stores the body once — inline in the queue entry when exactly
+// one target is enqueued, as m/<id> with a refcount when more are, not at
+// all when none is — one queue entry per target, the retained value, and
+// the inbound QoS 2 packet id. A Limit can refuse the event, skip targets or
+// drop old entries first (limit.go).
 func (t *txn) published(ev *Event, assign bool) error {
 	m := ev.Msg
 	if m == nil {
@@ -380,41 +358,41 @@ func (t *txn) published(ev *Event, assign bool) error {
 			}
 		}
 	}
-	var inline *Message // the entries carry the body
-	if known && n > 0 {
-		if inlineBodies(m, n) {
+	var inline *Message // one entry: the body lives in it
+	if known {
+		if n == 1 {
 			inline = m
 		} else if err := t.sharedBody(ev.MsgID, m, n); err != nil {
 			return err
 		}
 	}
 	size := int64(len(m.Payload))
-	var entries []QueueEntry // enqueued entries when the body is placed after them
-	var targets []*Target
+	var last QueueEntry // the last entry enqueued, with its target
+	var lastTarget *Target
+	enqueued := 0
 	for i := range ev.Targets {
 		tg := &ev.Targets[i]
 		e, ok, err := t.enqueueTarget(ev, tg, size, inline, assign)
 		if err != nil {
 			return fmt.Errorf("target %q: %w", tg.Client, err)
 		}
-		if ok && !known {
-			entries, targets = append(entries, e), append(targets, tg)
+		if ok {
+			enqueued++
+			last, lastTarget = e, tg
 		}
 	}
-	if !known && len(entries) > 0 {
-		if inlineBodies(m, len(entries)) {
-			for i := range entries { // rewrite the entries with the body inline
-				entries[i].Body = m
-				if err := t.set(t.k(queueKey(t.kb[:0], targets[i].Client, targets[i].Seq)), &entries[i]); err != nil {
-					return err
-				}
-				if w := t.s.entries.window(targets[i].Client); w != nil {
-					if sl := w.slot(targets[i].Seq); sl != nil {
-						sl.ref.inline = true
-					}
+	if !known {
+		if enqueued == 1 {
+			last.Body = m // rewrite the only entry with the body inline
+			if err := t.set(t.k(queueKey(t.kb[:0], lastTarget.Client, lastTarget.Seq)), &last); err != nil {
+				return err
+			}
+			if w := t.s.entries.window(lastTarget.Client); w != nil {
+				if sl := w.slot(lastTarget.Seq); sl != nil {
+					sl.ref.inline = true
 				}
 			}
-		} else if err := t.sharedBody(ev.MsgID, m, len(entries)); err != nil {
+		} else if err := t.sharedBody(ev.MsgID, m, enqueued); err != nil {
 			return err
 		}
 	}

@@ -2,9 +2,7 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,14 +51,8 @@ func evRetainedExpired(topic string, at int64) *Event {
 	return &Event{Kind: EvRetainedExpired, Topic: topic, Time: at}
 }
 
-// sharedPayload is too large to be copied into every entry of a fan-out
-// (inlineBodies): the body is stored once, with a refcount.
-var sharedPayload = strings.Repeat("s", inlineMaxPayload)
-
 func TestApply(t *testing.T) {
 	withPID := func(ev *Event, pid uint16) *Event { ev.InboundPID = pid; return ev }
-	S := sharedPayload
-	bS := "b" + strconv.Itoa(len(S))
 	cases := []struct {
 		name    string
 		commits [][]*Event
@@ -73,28 +65,24 @@ func TestApply(t *testing.T) {
 		{"unsubscribe", [][]*Event{{evSub("c1", "a/+", 1), evSub("c1", "b", 2)}, {evUnsub("c1", "b")}}, []string{"u/c1/a/+"}},
 		{"publish fan-out 1: body inline in the entry, no m/, no refcount", [][]*Event{{evPub("t", "hello", "c1")}},
 			[]string{"n/c1=h1,n2,c1,b5", "q/c1/1+body"}},
-		{"publish fan-out 3, large body: one body, refcount 3", [][]*Event{{evPub("t", S, "c1", "c2", "c3")}},
-			[]string{"c/1=3", "m/1", "n/c1=h1,n2,c1," + bS, "n/c2=h1,n2,c1," + bS, "n/c3=h1,n2,c1," + bS, "q/c1/1", "q/c2/1", "q/c3/1"}},
-		{"publish fan-out 3, small body: inline in every entry, no m/, no refcount", [][]*Event{{evPub("t", "abc", "c1", "c2", "c3")}},
-			[]string{"n/c1=h1,n2,c1,b3", "n/c2=h1,n2,c1,b3", "n/c3=h1,n2,c1,b3", "q/c1/1+body", "q/c2/1+body", "q/c3/1+body"}},
-		{"small fan-out 3, acks: nothing shared to release", [][]*Event{{evPub("t", "abc", "c1", "c2", "c3")}, {evAck("c2", 1)}, {evAck("c1", 1)}},
-			[]string{"n/c1=h2,n2,c0,b0", "n/c2=h2,n2,c0,b0", "n/c3=h1,n2,c1,b3", "q/c3/1+body"}},
+		{"publish fan-out 3: one body, refcount 3", [][]*Event{{evPub("t", "abc", "c1", "c2", "c3")}},
+			[]string{"c/1=3", "m/1", "n/c1=h1,n2,c1,b3", "n/c2=h1,n2,c1,b3", "n/c3=h1,n2,c1,b3", "q/c1/1", "q/c2/1", "q/c3/1"}},
 		{"publish with zero targets stores no body", [][]*Event{{evPub("t", "abc")}}, nil},
 		{"fan-out 1 ack deletes body", [][]*Event{{evPub("t", "hello", "c1")}, {evAck("c1", 1)}},
 			[]string{"n/c1=h2,n2,c0,b0"}},
-		{"fan-out 3, one ack", [][]*Event{{evPub("t", S, "c1", "c2", "c3")}, {evAck("c2", 1)}},
-			[]string{"c/1=2", "m/1", "n/c1=h1,n2,c1," + bS, "n/c2=h2,n2,c0,b0", "n/c3=h1,n2,c1," + bS, "q/c1/1", "q/c3/1"}},
-		{"fan-out 3, two acks drop the refcount key", [][]*Event{{evPub("t", S, "c1", "c2", "c3")}, {evAck("c2", 1), evDrop("c1", 1)}},
-			[]string{"m/1", "n/c1=h2,n2,c0,b0", "n/c2=h2,n2,c0,b0", "n/c3=h1,n2,c1," + bS, "q/c3/1"}},
-		{"fan-out 3, all acked: body gone", [][]*Event{{evPub("t", S, "c1", "c2", "c3")}, {evAck("c2", 1)}, {evAck("c3", 1)}, {evAck("c1", 1)}},
+		{"fan-out 3, one ack", [][]*Event{{evPub("t", "abc", "c1", "c2", "c3")}, {evAck("c2", 1)}},
+			[]string{"c/1=2", "m/1", "n/c1=h1,n2,c1,b3", "n/c2=h2,n2,c0,b0", "n/c3=h1,n2,c1,b3", "q/c1/1", "q/c3/1"}},
+		{"fan-out 3, two acks drop the refcount key", [][]*Event{{evPub("t", "abc", "c1", "c2", "c3")}, {evAck("c2", 1), evDrop("c1", 1)}},
+			[]string{"m/1", "n/c1=h2,n2,c0,b0", "n/c2=h2,n2,c0,b0", "n/c3=h1,n2,c1,b3", "q/c3/1"}},
+		{"fan-out 3, all acked: body gone", [][]*Event{{evPub("t", "abc", "c1", "c2", "c3")}, {evAck("c2", 1)}, {evAck("c3", 1)}, {evAck("c1", 1)}},
 			[]string{"n/c1=h2,n2,c0,b0", "n/c2=h2,n2,c0,b0", "n/c3=h2,n2,c0,b0"}},
 		{"one event acks several", [][]*Event{{evPub("a", "1", "c1"), evPub("b", "22", "c1"), evPub("c", "333", "c1")},
 			{&Event{Kind: EvAcked, Client: "c1", QSeq: 1, QSeqs: []uint64{3, 9}}}},
 			[]string{"n/c1=h2,n4,c1,b2", "q/c1/2+body"}},
 		{"publish and ack in one batch", [][]*Event{{evPub("t", "abc", "c1"), evAck("c1", 1)}},
 			[]string{"n/c1=h2,n2,c0,b0"}},
-		{"same client twice", [][]*Event{{evPub("t", S, "c1", "c1")}, {evAck("c1", 1)}},
-			[]string{"m/1", "n/c1=h2,n3,c1," + bS, "q/c1/2"}},
+		{"same client twice", [][]*Event{{evPub("t", "ab", "c1", "c1")}, {evAck("c1", 1)}},
+			[]string{"m/1", "n/c1=h2,n3,c1,b2", "q/c1/2"}},
 		{"ack of missing entry is a no-op", [][]*Event{{evPub("t", "ab", "c1")}, {evAck("c1", 7), evAck("c9", 1), evPubrec("c1", 9), evDelivered("c1", 9, 3)}},
 			[]string{"n/c1=h1,n2,c1,b2", "q/c1/1+body"}},
 		{"out-of-order acks move the head", [][]*Event{{evPub("a", "1", "c1")}, {evPub("b", "22", "c1")}, {evPub("c", "333", "c1")}, {evAck("c1", 2)}, {evAck("c1", 1)}},
@@ -117,12 +105,12 @@ func TestApply(t *testing.T) {
 		{"retained expired spares a newer value", [][]*Event{{evRetain("t", "v", 100)}, {evRetain("t", "w", 500)}, {evRetainedExpired("t", 150)}},
 			[]string{"r/t", "x/500/t"}},
 		{"session dropped releases refs", [][]*Event{
-			{evOpen("c1"), evSub("c1", "t", 1), evOpen("c2"), evPub("t", S, "c1", "c2"), evPub("t", "d", "c1"), withPID(evPub("x", "y"), 5)},
+			{evOpen("c1"), evSub("c1", "t", 1), evOpen("c2"), evPub("t", "abc", "c1", "c2"), evPub("t", "d", "c1"), withPID(evPub("x", "y"), 5)},
 			{evDelivered("c1", 1, 1)},
 			{evDropSession("c1"), evDropSession("pub")}},
-			[]string{"m/4", "n/c2=h1,n2,c1," + bS, "q/c2/1", "s/c2"}}, // msg id = event seq
+			[]string{"m/4", "n/c2=h1,n2,c1,b3", "q/c2/1", "s/c2"}}, // msg id = event seq
 		{"session expired releases everything", [][]*Event{
-			{evOpen("c1"), evOpen("c2"), evPub("t", S, "c1", "c2", "c3"), evPub("t", "d", "c1")},
+			{evOpen("c1"), evOpen("c2"), evPub("t", "abc", "c1", "c2", "c3"), evPub("t", "d", "c1")},
 			{evExpireSession("c1"), evDropSession("c2"), evDropSession("c3")}},
 			nil},
 		{"dropped then re-created queue restarts at 1", [][]*Event{{evPub("t", "a", "c1"), evPub("t", "b", "c1")}, {evDropSession("c1"), evPub("t", "c", "c1")}},
@@ -369,33 +357,4 @@ func TestForEachRetained(t *testing.T) {
 	if err := s.ForEachRetained(func(*Message) error { return stop }); err != stop {
 		t.Fatalf("callback error not returned: %v", err)
 	}
-}
-
-// A small body fanned out too wide to copy into every entry is shared.
-func TestApplyWideFanOutSharesTheBody(t *testing.T) {
-	s := openTest(t, vfs.NewMem())
-	defer s.Close()
-	n := inlineMaxTotal/9 + 1 // topic "t" + 8 bytes: 9 bytes a copy
-	commitWait(t, s, true, evPub("t", "abcdefgh", manyTargets(n)...))
-	got := projection(t, s)
-	if !slices.Contains(got, "m/1") || !slices.Contains(got, "c/1="+strconv.Itoa(n)) {
-		t.Fatalf("no shared body and refcount %d among %d keys", n, len(got))
-	}
-	for _, k := range got {
-		if strings.HasSuffix(k, "+body") {
-			t.Fatalf("entry %s has an inline copy of a shared body", k)
-		}
-	}
-	if !inlineBodies(&Message{Topic: "t", Payload: []byte("abcdefgh")}, n-1) || inlineBodies(&Message{Topic: "t", Payload: []byte("abcdefgh")}, n) {
-		t.Fatal("inlineBodies threshold")
-	}
-}
-
-// manyTargets is n distinct target clients.
-func manyTargets(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("t%04d", i)
-	}
-	return out
 }

@@ -224,7 +224,7 @@ func TestCompactQueueCursor(t *testing.T) {
 func TestCompactCollectsOrphans(t *testing.T) {
 	s := openTest(t, vfs.NewMem())
 	defer s.Close()
-	commitWait(t, s, true, evPub("t", sharedPayload, "c1", "c2"), evPub("t", "d", "c1"))
+	commitWait(t, s, true, evPub("t", "abc", "c1", "c2"), evPub("t", "d", "c1"))
 	if rep := compactNow(t, s, CompactOptions{Full: true}); rep.BodiesCollected != 0 {
 		t.Fatalf("healthy store: collected %d", rep.BodiesCollected)
 	}

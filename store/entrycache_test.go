@@ -107,7 +107,7 @@ func (w *subscriberWorkload) commit() []*Event {
 		case x < 35:
 			payload := strings.Repeat("p", r.IntN(64))
 			if r.IntN(4) == 0 {
-				payload = strings.Repeat("L", inlineMaxPayload+r.IntN(100)) // shared body
+				payload = strings.Repeat("L", 200+r.IntN(100)) // a larger body
 			}
 			ev := &Event{Kind: EvPublished, Client: "pub", Msg: &Message{Topic: "t", Payload: []byte(payload), QoS: 1}}
 			for range 1 + r.IntN(3) {

@@ -111,10 +111,9 @@ type Subscription struct {
 	SubID             uint32 `msgpack:"id,omitempty"`
 }
 
-// Message is a message body: m/<msgid> when several queues hold it and it is
-// not small (stored once however many), inline in each queue entry when one
-// queue holds it or the copies are small (inlineBodies); also the value of a
-// retained message r/<topic>.
+// Message is a message body: m/<msgid> when several queues hold it (stored
+// once however many), inline in the queue entry when one does; also the
+// value of a retained message r/<topic>.
 type Message struct {
 	Topic       string `msgpack:"t"`
 	Payload     []byte `msgpack:"p"`
@@ -182,9 +181,9 @@ type QueueEntry struct {
 	// so that removing the entry can remove its y/ index key without
 	// reading the body.
 	ExpiresAt int64 `msgpack:"ex,omitempty"`
-	// Body is the message itself when it is stored inline (a message queued
-	// for one session, or small copies for several: inlineBodies): there is
-	// no m/<MsgID> body, so the ack deletes one key and reads no refcount.
+	// Body is the message itself when this entry is its only reference (a
+	// message queued for one session): it is stored inline and there is no
+	// m/<MsgID> body, so the ack deletes one key and reads no refcount.
 	Body *Message `msgpack:"b,omitempty"`
 }
 
