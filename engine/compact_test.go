@@ -299,6 +299,9 @@ func TestQueueLimitReject(t *testing.T) {
 	if pk := r3.Expect(t, 5*time.Second); pk.Type() != wire.PINGRESP {
 		t.Fatalf("3.1.1 publisher got %s, want no PUBACK (only PINGRESP)", pk.Type())
 	}
+	// The refusal is counted when the publish's commit completes, which a
+	// 3.1.1 client cannot observe (PINGRESP does not wait for it).
+	waitUntil(2*time.Second, func() bool { return tb.b.MaintStats().QueueFullRejected.Load() >= 3 })
 	if n := tb.b.MaintStats().QueueFullRejected.Load(); n != 3 {
 		t.Fatalf("QueueFullRejected %d, want 3", n)
 	}

@@ -448,7 +448,11 @@ func (t *txn) sharedBody(id uint64, m *Message, n int) error {
 		return err
 	}
 	t.vb = binary.AppendUvarint(t.vb[:0], uint64(n))
-	return t.b.Set(t.k(refKey(t.kb[:0], id)), t.vb, nil)
+	if err := t.b.Set(t.k(refKey(t.kb[:0], id)), t.vb, nil); err != nil {
+		return err
+	}
+	t.s.refs.added(id, n)
+	return nil
 }
 
 func (t *txn) enqueue(msgID uint64, size, expiresAt int64, inline *Message, tg *Target, assign bool) (QueueEntry, error) {
@@ -559,6 +563,7 @@ func (t *txn) bodyCollected(ev *Event) error {
 		_ = closer.Close()
 		t.effects.bodiesCollected++
 	}
+	t.s.refs.forget(ev.MsgID)
 	if err := t.b.Delete(t.k(msgKey(t.kb[:0], ev.MsgID)), nil); err != nil {
 		return err
 	}
@@ -705,7 +710,24 @@ func (t *txn) updateEntry(client string, qseq uint64, fn func(*QueueEntry)) erro
 // release drops one reference to shared message id (an entry with an inline
 // body has none to drop). c/<id> exists only while more than one reference
 // remains (absent means exactly one), so the last release deletes the body.
+//
+// The refcount cache (refcache.go) usually knows the count of a recent
+// body: then the same writes are made without reading c/<id>.
 func (t *txn) release(id uint64) error {
+	if n, ok := t.s.refs.count(id); ok {
+		t.s.refs.set(id, n-1)
+		switch n {
+		case 1:
+			return t.b.Delete(t.k(msgKey(t.kb[:0], id)), nil)
+		case 2:
+			return t.b.Delete(t.k(refKey(t.kb[:0], id)), nil)
+		}
+		t.vb = binary.AppendUvarint(t.vb[:0], uint64(n-1))
+		return t.b.Set(t.k(refKey(t.kb[:0], id)), t.vb, nil)
+	}
+	if !t.b.Indexed() {
+		return fmt.Errorf("store: internal: releasing message %d needs a read in a batch without an index", id)
+	}
 	k := t.k(refKey(t.kb[:0], id))
 	val, closer, err := t.b.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {

@@ -190,6 +190,7 @@ func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
 	defer func() {
 		if err != nil {
 			s.entries.reset() // it may hold changes of the failed batch
+			s.refs.reset()
 		}
 	}()
 	var b *pebble.Batch
@@ -431,11 +432,11 @@ func (s *Store) anyReads(evs []*Event) bool {
 			if !ok {
 				qi = emptyQueue
 			}
-			if !s.entries.readFree(ev.Client, ev.QSeq, qi) {
+			if !s.entries.readFree(ev.Client, ev.QSeq, qi, &s.refs) {
 				return true
 			}
 			for _, q := range ev.QSeqs {
-				if !s.entries.readFree(ev.Client, q, qi) {
+				if !s.entries.readFree(ev.Client, q, qi, &s.refs) {
 					return true
 				}
 			}

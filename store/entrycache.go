@@ -173,8 +173,9 @@ func (c *entryCache) dropped(client string) {
 
 // readFree reports whether removing seq from client's queue (now qi) needs
 // no read: the window is complete and the entry is outside the queue, already
-// removed, or has its body inline (a shared body's refcount must be read).
-func (c *entryCache) readFree(client string, seq uint64, qi QueueInfo) bool {
+// removed, or has its body inline or shared with a refcount that refs knows
+// (otherwise the refcount must be read).
+func (c *entryCache) readFree(client string, seq uint64, qi QueueInfo, refs *refCache) bool {
 	w := c.window(client)
 	if w == nil || !w.complete {
 		return false
@@ -183,7 +184,7 @@ func (c *entryCache) readFree(client string, seq uint64, qi QueueInfo) bool {
 		return true
 	}
 	sl := w.slot(seq)
-	return sl != nil && (!sl.live || sl.ref.inline)
+	return sl != nil && (!sl.live || sl.ref.inline || refs.has(sl.ref.msgID))
 }
 
 // complete reports whether client's window covers its whole queue.

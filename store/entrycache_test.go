@@ -20,7 +20,7 @@ func TestEntryWindow(t *testing.T) {
 		t.Fatalf("window on an empty queue: complete %v, %d slots", c.complete("a"), c.total)
 	}
 	qi := QueueInfo{Head: 5, Next: 8, Count: 3}
-	if !c.readFree("a", 6, qi) || !c.readFree("a", 4, qi) || !c.readFree("a", 9, qi) {
+	if !c.readFree("a", 6, qi, &refCache{}) || !c.readFree("a", 4, qi, &refCache{}) || !c.readFree("a", 9, qi, &refCache{}) {
 		t.Fatal("inline entries and seqs outside the queue need no read")
 	}
 	if r, st := c.take("a", 6); st != entryLive || r.msgID != 6 {
@@ -44,7 +44,7 @@ func TestEntryWindow(t *testing.T) {
 	// A window started on a queue with older (uncached) entries is not
 	// complete until the head reaches it.
 	c.added("b", 10, ref(10), QueueInfo{Head: 8, Next: 10, Count: 2})
-	if c.complete("b") || c.readFree("b", 10, QueueInfo{Head: 8, Next: 11, Count: 3}) {
+	if c.complete("b") || c.readFree("b", 10, QueueInfo{Head: 8, Next: 11, Count: 3}, &refCache{}) {
 		t.Fatal("window over part of the queue claims to be complete")
 	}
 	c.settled("b", QueueInfo{Head: 10, Next: 11, Count: 1})
@@ -53,8 +53,13 @@ func TestEntryWindow(t *testing.T) {
 	}
 	// A shared body's refcount must be read.
 	c.added("b", 11, entryRef{msgID: 11}, QueueInfo{Head: 10, Next: 11, Count: 1})
-	if c.readFree("b", 11, QueueInfo{Head: 10, Next: 12, Count: 2}) {
+	if c.readFree("b", 11, QueueInfo{Head: 10, Next: 12, Count: 2}, &refCache{}) {
 		t.Fatal("a shared entry's removal needs the refcount")
+	}
+	var refs refCache
+	refs.added(11, 3)
+	if !c.readFree("b", 11, QueueInfo{Head: 10, Next: 12, Count: 2}, &refs) {
+		t.Fatal("a shared entry whose refcount is cached needs no read")
 	}
 	// Caps: the window stops and is no longer complete.
 	defer func(w int) { entryWindowMax = w }(entryWindowMax)
@@ -147,8 +152,8 @@ func (w *subscriberWorkload) commit() []*Event {
 	return evs
 }
 
-// The entry cache changes no result: the same commits on a store with the
-// cache and on one without give identical keys, values and queue summaries,
+// The entry and refcount caches change no result: the same commits on a
+// store with the caches and on one without give identical keys, values and queue summaries,
 // with the default limits and with limits so small that windows are capped
 // all the time; and the cache is really used (plain batches for acks).
 func TestEntryCacheMatchesReads(t *testing.T) {
@@ -156,14 +161,14 @@ func TestEntryCacheMatchesReads(t *testing.T) {
 	if raceEnabled {
 		commits = 300
 	}
-	for _, lim := range []struct{ window, total int }{{entryWindowMax, entryCacheMax}, {3, 8}} {
-		t.Run(fmt.Sprintf("window%d-total%d", lim.window, lim.total), func(t *testing.T) {
-			defer func(w, c int) { entryWindowMax, entryCacheMax = w, c }(entryWindowMax, entryCacheMax)
-			entryWindowMax, entryCacheMax = lim.window, lim.total
+	for _, lim := range []struct{ window, total, refs int }{{entryWindowMax, entryCacheMax, refCacheMax}, {3, 8, 4}} {
+		t.Run(fmt.Sprintf("window%d-total%d-refs%d", lim.window, lim.total, lim.refs), func(t *testing.T) {
+			defer func(w, c, r int) { entryWindowMax, entryCacheMax, refCacheMax = w, c, r }(entryWindowMax, entryCacheMax, refCacheMax)
+			entryWindowMax, entryCacheMax, refCacheMax = lim.window, lim.total, lim.refs
 			a, b := openTest(t, vfs.NewMem()), openTest(t, vfs.NewMem())
 			defer a.Close()
 			defer b.Close()
-			b.entries.off = true
+			b.entries.off, b.refs.off = true, true
 			const seed = 7
 			wa := &subscriberWorkload{rng: rand.New(rand.NewPCG(seed, 1)), s: a, gen: newWorkload(a, seed)}
 			wb := &subscriberWorkload{rng: rand.New(rand.NewPCG(seed, 1)), s: b, gen: newWorkload(b, seed)}

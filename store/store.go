@@ -58,6 +58,7 @@ type Store struct {
 	lastSeq uint64
 	tx      txn        // reused for every commit; see apply.go
 	entries entryCache // refs of recent queue entries (entrycache.go); under mu
+	refs    refCache   // refcounts of recent shared bodies (refcache.go); under mu
 
 	// last mirrors lastSeq for lock-free LastSeq.
 	last atomic.Uint64
