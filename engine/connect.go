@@ -122,7 +122,10 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	present := false
 	s := old
 	var oldWill *routed // the pending will of a session this CONNECT ends
-	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent) {
+	// A session that is not persistent never outlives its connection: one
+	// still here is being torn down (its connection closed before this
+	// CONNECT took the lock), so it is not resumed.
+	if s != nil && (p.CleanStart || !s.persistent) {
 		var drop []*store.Event
 		drop, oldWill = b.dropWithWill(s, now)
 		evs = append(evs, drop...)

@@ -195,14 +195,19 @@ func (b *Broker) publishWill(r *routed, client string) {
 }
 
 // unlinkSession removes a session from memory: the session map and the
-// trie.
+// trie. Only the first unlink of s touches the trie: a clean session being
+// torn down may already have been unlinked by a CONNECT of its client id,
+// whose new session's subscriptions must stay.
 func (b *Broker) unlinkSession(s *Session) {
 	b.mu.Lock()
-	if b.sessions[s.id] == s {
+	mine := b.sessions[s.id] == s
+	if mine {
 		delete(b.sessions, s.id)
 	}
 	b.mu.Unlock()
-	b.subs.UnsubscribeAll(s.id)
+	if mine {
+		b.subs.UnsubscribeAll(s.id)
+	}
 }
 
 // dropWithWill ends a session for a CONNECT with Clean Start: like
