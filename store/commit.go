@@ -91,8 +91,9 @@ type pipeline struct {
 	syncerOut bool  // the syncer has exited
 	err       error // first failure; sticky
 
-	failed atomic.Bool // mirrors err != nil for the Commit fast path
-	wg     sync.WaitGroup
+	failed   atomic.Bool   // mirrors err != nil for the Commit fast path
+	failedCh chan struct{} // closed with the first failure (Store.Failed)
+	wg       sync.WaitGroup
 
 	commits  atomic.Uint64
 	events   atomic.Uint64
@@ -102,6 +103,7 @@ type pipeline struct {
 
 func (p *pipeline) start(s *Store) {
 	p.s = s
+	p.failedCh = make(chan struct{})
 	p.syncCond.L = &p.mu
 	p.doneCond.L = &p.mu
 	// Everything present at Open is durable: Pebble flushes the memtables
@@ -139,6 +141,14 @@ func (s *Store) Commit(evs []*Event, durable bool, done func(error)) error {
 	}
 	if err := s.pipe.failure(); err != nil {
 		return err
+	}
+	if len(evs) > 0 && s.space.tight() { // the free-space guard (space.go)
+		if grows, err := s.growth(evs); err != nil || grows {
+			if err != nil {
+				return fmt.Errorf("store: commit: %w", err)
+			}
+			return s.space.refuse()
+		}
 	}
 	if len(evs) > 0 {
 		if err := s.commitLocked(evs, true); err != nil {
@@ -220,6 +230,7 @@ func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
 		s.pipe.fail(err)
 		return fmt.Errorf("%w: commit: %v", ErrFailed, err)
 	}
+	s.space.wrote(b.Len())
 	t.publish()
 	s.lastSeq = seq
 	s.last.Store(seq)
@@ -356,6 +367,9 @@ func (p *pipeline) failLocked(err error) {
 	if p.err == nil {
 		p.err = err
 		p.failed.Store(true)
+		if p.failedCh != nil {
+			close(p.failedCh)
+		}
 		if p.s != nil {
 			p.s.log.Error("store failed: accepting no more commits", "err", err)
 		}

@@ -67,7 +67,8 @@ type Store struct {
 	qmu    sync.RWMutex
 	queues map[string]QueueInfo
 
-	pipe pipeline // commit.go
+	pipe  pipeline   // commit.go
+	space spaceGuard // space.go
 
 	// reads counts readers inside the DB so that Close waits for them
 	// instead of closing Pebble under a live iterator (see enterRead).
@@ -127,6 +128,7 @@ func open(dir string, opts Options) (s *Store, err error) {
 	s.last.Store(s.lastSeq)
 	if !opts.ReadOnly {
 		s.pipe.start(s)
+		s.space.start(s)
 	}
 	s.log.Info("store opened", "dir", dir, "last_seq", s.lastSeq, "queues", len(s.queues), "read_only", opts.ReadOnly)
 	return s, nil
@@ -272,6 +274,7 @@ func (s *Store) close() (err error) {
 	s.closed = true
 	s.mu.Unlock()
 	if !s.opts.ReadOnly {
+		s.space.halt()
 		s.pipe.stop()
 	}
 	s.rmu.Lock()
