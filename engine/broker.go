@@ -52,6 +52,7 @@ type Stats struct {
 	ProtocolErrors    atomic.Int64
 	WillsPublished    atomic.Int64
 	CommitFailures    atomic.Int64
+	StoreFullRefusals atomic.Int64 // work refused: free space below the store's reserve (storefull.go)
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
 	Maint             MaintStats // compaction task and queue limits (compact.go)
@@ -217,7 +218,9 @@ func (b *Broker) commit(evs []*store.Event, durable bool, done func(error)) {
 		return
 	}
 	if err := b.store.Commit(evs, durable, done); err != nil {
-		b.stats.CommitFailures.Add(1)
+		if !isNoSpace(err) { // a refusal, not a failure (storefull.go)
+			b.stats.CommitFailures.Add(1)
+		}
 		done(err)
 	}
 }

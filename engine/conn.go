@@ -25,6 +25,7 @@ const (
 	endTakeover                        // a new connection took the client id: will published
 	endShutdown                        // broker shutting down: will stays armed
 	endStoreFailure                    // the store could not make a commit durable
+	endStoreFull                       // 3.x PUBLISH refused: free space below the store's reserve (storefull.go)
 )
 
 // conn is one network connection. Its reader goroutine (run) decodes packets

@@ -136,6 +136,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	}
 	if len(evs) > 0 {
 		if err := b.commitWait(evs, true); err != nil {
+			if isNoSpace(err) {
+				return c.refuseConnectNoSpace() // storefull.go
+			}
 			c.log.Error("store commit failed; refusing connection", "err", err)
 			return c.refuse(wire.ConnRefusedServerUnavailable, wire.ServerUnavailable, "store failure")
 		}

@@ -100,6 +100,9 @@ func (b *Broker) routeWill(client string, w *store.Will, now time.Time) *routed 
 	}
 	r := b.route(msg, client, now.UnixNano())
 	b.limitQueues(r, false)
+	if r.ev != nil {
+		r.ev.MayUseReserve = true // not new work: the free-space guard lets it through (storefull.go)
+	}
 	return r
 }
 

@@ -147,6 +147,10 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	}
 	durable := p.QoS > 0 && len(evs) > 0
 	st := c.pl.add(func(err error) {
+		if isNoSpace(err) {
+			c.refuseNoSpace(p) // free space below the reserve (storefull.go)
+			return
+		}
 		if err != nil {
 			c.failCommit(err)
 			return

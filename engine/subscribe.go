@@ -32,6 +32,8 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 		return
 	}
 	var reason string
+	full := s.persistent && b.store.SpaceLow() // no room for new subscriptions (storefull.go)
+	var undo []subUndo
 	for i, sub := range p.Subscriptions {
 		if err := wire.ValidateTopicFilter(sub.Filter); err != nil {
 			c.log.Info("subscription refused: invalid topic filter", "filter", sub.Filter, "err", err)
@@ -51,8 +53,15 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 		}
 		qos := min(sub.QoS, f.maxQoS())
 		ts := topics.Sub{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
-		isNew := b.subs.Subscribe(s.id, sub.Filter, ts)
 		codes[i] = wire.ReasonCode(qos)
+		if full {
+			continue
+		}
+		if s.persistent {
+			prev, had := b.subs.Lookup(s.id, sub.Filter)
+			undo = append(undo, subUndo{filter: sub.Filter, set: ts, prev: prev, had: had})
+		}
+		isNew := b.subs.Subscribe(s.id, sub.Filter, ts)
 		if s.persistent {
 			evs = append(evs, &store.Event{Kind: store.EvSubscribed, Time: now.UnixNano(), Client: s.id, Filter: sub.Filter,
 				Sub: &store.Subscription{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}})
@@ -68,6 +77,10 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 		}
 	}
 	st := c.pl.add(func(err error) {
+		if full || isNoSpace(err) {
+			c.refuseSubscribeNoSpace(p, codes, undo)
+			return
+		}
 		if err != nil {
 			c.failCommit(err)
 			return

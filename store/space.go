@@ -277,6 +277,10 @@ func droppedIn(evs []*Event, client string) bool {
 	return false
 }
 
+// SpaceLow reports whether the store refuses growth right now (a caller may
+// refuse work up front instead of undoing it after a refused Commit).
+func (s *Store) SpaceLow() bool { return s.space.tight() }
+
 // Space returns the state of the free-space guard.
 func (s *Store) Space() SpaceStats {
 	g := &s.space
