@@ -299,6 +299,11 @@ func TestQueueLimitReject(t *testing.T) {
 	if pk := r3.Expect(t, 5*time.Second); pk.Type() != wire.PINGRESP {
 		t.Fatalf("3.1.1 publisher got %s, want no PUBACK (only PINGRESP)", pk.Type())
 	}
+	// The PINGRESP may overtake the refusal's bookkeeping (which runs when
+	// the refused commit completes): wait for the count.
+	for deadline := time.Now().Add(5 * time.Second); tb.b.MaintStats().QueueFullRejected.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if n := tb.b.MaintStats().QueueFullRejected.Load(); n != 3 {
 		t.Fatalf("QueueFullRejected %d, want 3", n)
 	}
