@@ -40,6 +40,9 @@ type Broker struct {
 
 	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
 	settleMu sync.Mutex // one settle at a time (expiry.go)
+
+	failOnce sync.Once // the store failed (storefail.go)
+	failed   error     // guarded by mu
 }
 
 // Stats are the broker's counters.
@@ -92,7 +95,10 @@ func (b *Broker) Serve(l net.Listener) error {
 	b.listeners[l] = struct{}{}
 	b.mu.Unlock()
 	b.deadl.start() // normally FinishRestore already did
+	stopWatch := make(chan struct{})
+	go b.watchStore(stopWatch) // storefail.go
 	defer func() {
+		close(stopWatch)
 		b.mu.Lock()
 		delete(b.listeners, l)
 		b.mu.Unlock()
@@ -101,6 +107,9 @@ func (b *Broker) Serve(l net.Listener) error {
 	for {
 		nc, err := l.Accept()
 		if err != nil {
+			if err := b.storeFailure(); err != nil {
+				return err
+			}
 			b.mu.RLock()
 			closing := b.closing
 			b.mu.RUnlock()

@@ -33,6 +33,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
 	}
 	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
+	flags = append(flags, storeFlags()...) // storeflags.go
 	return append(flags, maintFlags()...)  // compact.go
 }
 
@@ -58,7 +59,9 @@ type serveConfig struct {
 	Listen      string
 	Data        string
 	MemTableMiB int
-	Engine      engine.Options
+	// MinFreeSpace is store.Options.MinFreeSpace (storeflags.go).
+	MinFreeSpace int64
+	Engine       engine.Options
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
 }
@@ -95,6 +98,9 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
 		return cfg, err
 	}
+	if cfg.MinFreeSpace, err = loadMinFreeSpace(c); err != nil { // storeflags.go
+		return cfg, err
+	}
 	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c) // compact.go
 	return cfg, err
 }
@@ -119,7 +125,8 @@ func serve(c *cli.Context) error {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	dir := cfg.Data
-	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
+	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20,
+		MinFreeSpace: cfg.MinFreeSpace, FS: storeFS(c)})
 	if err != nil {
 		var ce *store.CorruptionError
 		if errors.As(err, &ce) {
@@ -132,7 +139,7 @@ func serve(c *cli.Context) error {
 	b := engine.New(st, cfg.Engine)
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
-		return err
+		return restoreError(dir, err) // storeflags.go
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
@@ -152,7 +159,7 @@ func serve(c *cli.Context) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-served:
-		if err != nil && !errors.Is(err, engine.ErrClosed) {
+		if err != nil && !errors.Is(err, engine.ErrClosed) && st.Err() == nil {
 			log.Error("listener failed; shutting down", "err", err)
 		}
 	}
@@ -163,6 +170,9 @@ func serve(c *cli.Context) error {
 		log.Error("shutdown did not finish", "err", err)
 	}
 	if err := st.Close(); err != nil {
+		if ferr := st.Err(); ferr != nil {
+			return storeFailedError(ferr) // exit non-zero (storeflags.go)
+		}
 		return fmt.Errorf("closing the store: %w", err)
 	}
 	log.Info("stopped")
