@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,7 +40,12 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("store: %s is corrupt: %v (run `cairn recover` to salvage what is readable)", e.Dir, e.Err)
+	where := ""
+	if d := corruptionDetail(e.Err); d != "" { // corrupt.go: the file and offset
+		where = " [" + d + "]"
+	}
+	msg := strings.ReplaceAll(e.Err.Error(), "\n<corruption detail carrier>", "") // a marker of Pebble's, not a message
+	return fmt.Sprintf("store: %s is corrupt: %s%s (run `cairn recover` to salvage what is readable)", e.Dir, msg, where)
 }
 
 func (e *CorruptionError) Unwrap() error { return e.Err }

@@ -130,7 +130,7 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		var ce *store.CorruptionError
 		if errors.As(err, &ce) {
-			return fmt.Errorf("the store in %s is damaged and was not opened (nothing was changed): %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
+			return fmt.Errorf("the store in %s is damaged; the broker did not start and dropped nothing: %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
 		}
 		return fmt.Errorf("opening the store in %s: %w", dir, err)
 	}

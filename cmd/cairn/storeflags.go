@@ -106,7 +106,7 @@ func (f *fakeSpaceFS) Unwrap() vfs.FS { return f.FS }
 func restoreError(dir string, err error) error {
 	var ce *store.CorruptionError
 	if errors.As(err, &ce) {
-		return fmt.Errorf("the store in %s is damaged; the broker did not start: %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
+		return fmt.Errorf("the store in %s is damaged; the broker did not start and dropped nothing: %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
 	}
 	return err
 }
