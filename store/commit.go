@@ -99,6 +99,7 @@ type pipeline struct {
 	events   atomic.Uint64
 	syncs    atomic.Uint64
 	syncNano atomic.Int64
+	syncHist syncHist // syncstats.go
 }
 
 func (p *pipeline) start(s *Store) {
@@ -286,7 +287,9 @@ func (p *pipeline) syncLoop() {
 		p.mu.Unlock()
 		start := time.Now()
 		err := p.syncWAL()
-		p.syncNano.Add(int64(time.Since(start)))
+		took := time.Since(start)
+		p.syncNano.Add(int64(took))
+		p.syncHist.observe(took)
 		p.mu.Lock()
 		if err != nil {
 			p.failLocked(fmt.Errorf("wal sync: %w", err))
@@ -407,17 +410,28 @@ type CommitStats struct {
 	// SyncTime is the total time spent in those fsyncs; SyncTime/Syncs is
 	// the fsync latency, and SyncTime over wall time how busy the disk is.
 	SyncTime time.Duration
+	// SyncLatency counts the fsyncs by latency: SyncLatency[i] those at
+	// most SyncBuckets[i] (and above the bucket before), the last one those
+	// slower than every bucket (syncstats.go). MaxSyncTime is the slowest.
+	SyncLatency [len(SyncBuckets) + 1]uint64
+	MaxSyncTime time.Duration
+	// Waiting is the number of commits whose completion is pending right
+	// now (most of them waiting for an fsync): a gauge of the disk's lag.
+	Waiting int
 }
 
 // CommitStats returns the pipeline counters; Commits/Syncs is the
 // group-commit factor.
 func (s *Store) CommitStats() CommitStats {
-	return CommitStats{
+	st := CommitStats{
 		Commits:  s.pipe.commits.Load(),
 		Events:   s.pipe.events.Load(),
 		Syncs:    s.pipe.syncs.Load(),
 		SyncTime: time.Duration(s.pipe.syncNano.Load()),
+		Waiting:  s.pipe.waiting(),
 	}
+	s.pipe.syncHist.fill(&st)
+	return st
 }
 
 // anyReads reports whether applying evs reads projections (see txn), which
