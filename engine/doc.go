@@ -17,7 +17,10 @@
 // times in the store, with one timer).
 // Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
 // and the broker's side of the compaction task (compact.go) each live in
-// their own file.
+// their own file, and so do the answers to storage faults: storefull.go
+// (the store is low on free space: new durable work is refused with the
+// protocol's "not now") and storefail.go (the store failed: the broker
+// acknowledges nothing more and stops).
 //
 // Subpackages: topics (subscription trie, retained index) and session
 // (outbound window and packet identifiers).

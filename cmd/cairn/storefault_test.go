@@ -343,3 +343,29 @@ func TestRestoreErrorPointsAtRecover(t *testing.T) {
 		t.Fatal("a non-corruption error was rewritten")
 	}
 }
+
+func TestServeMinFreeSpaceFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int64
+	}{
+		{nil, 0}, // auto: the store's default
+		{[]string{"--min-free-space", "auto"}, 0},
+		{[]string{"--min-free-space", "1GiB"}, 1 << 30},
+		{[]string{"--min-free-space", "500MB"}, 500e6},
+		{[]string{"--min-free-space", "0"}, -1}, // no reserve: the guard is off
+		{[]string{"--min-free-space", "off"}, -1},
+	} {
+		cfg, err := runServeConfig(t, tc.args...)
+		if err != nil || cfg.MinFreeSpace != tc.want {
+			t.Errorf("%v: MinFreeSpace %d, %v; want %d", tc.args, cfg.MinFreeSpace, err, tc.want)
+		}
+	}
+	t.Setenv("CAIRN_MIN_FREE_SPACE", "2GiB")
+	if cfg, err := runServeConfig(t); err != nil || cfg.MinFreeSpace != 2<<30 {
+		t.Errorf("CAIRN_MIN_FREE_SPACE: %d, %v", cfg.MinFreeSpace, err)
+	}
+	if _, err := runServeConfig(t, "--min-free-space", "lots"); err == nil || !strings.Contains(err.Error(), "min-free-space") {
+		t.Errorf("a bad size: %v", err)
+	}
+}
