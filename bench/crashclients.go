@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ type crashOut struct {
 	qos    byte
 	topic  string
 	pubrec bool // QoS 2: PUBREC received, PUBREL sent
+	// relResent: the PUBREL was sent again on a later connection; the
+	// broker may have completed the flow before the kill and answer 0x92.
+	relResent bool
 }
 
 // crashPub is one persistent publisher.
@@ -98,8 +102,17 @@ func (p *crashPub) session(ctx context.Context, c *conn, payload int, final bool
 	c.onAck = p.onAck
 	c.onPubrec = p.onPubrec
 	buf := make([]byte, max(payload, stampLen))
-	for pid, o := range p.inflight {
+	// Resend in the original order: the broker applies them in order, and a
+	// retained topic must end with the newest.
+	pids := make([]uint16, 0, len(p.inflight))
+	for pid := range p.inflight {
+		pids = append(pids, pid)
+	}
+	sort.Slice(pids, func(i, j int) bool { return p.inflight[pids[i]].seq < p.inflight[pids[j]].seq })
+	for _, pid := range pids {
+		o := p.inflight[pid]
 		if o.pubrec {
+			o.relResent = true
 			c.queueAck(wire.PUBREL, pid)
 			continue
 		}
@@ -185,6 +198,9 @@ func (p *crashPub) onAck(kind wire.PacketType, pid uint16, code byte) {
 			p.problem("%v for packet id %d, which is not in flight", kind, pid)
 		}
 		return
+	case kind == wire.PUBCOMP && code == 0x92 && o.pubrec && o.relResent:
+		// 5.0 "packet identifier not found": the broker had released it
+		// (and answered PUBCOMP) before the kill; the flow is complete.
 	case code >= 0x80:
 		p.problem("%v refused message %d: reason code 0x%02X", kind, o.seq, code)
 	case kind == wire.PUBACK && o.qos == 1:
