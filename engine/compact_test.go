@@ -432,6 +432,18 @@ func TestCompactExpiresSessions(t *testing.T) {
 	r, _ = mustConnect5(t, tb.addr, session5("cx-kept", false, 3600))
 	r.Send(&wire.Disconnect{})
 	r.expectClosed(t, 5*time.Second)
+	// The socket closes before the session is marked offline (with its
+	// disconnect time): wait for both, or the clock may jump first.
+	for _, id := range []string{"cx-gone", "cx-kept"} {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			if s := storedSession(t, tb, id); s != nil && !s.Connected {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("session %s still stored as connected", id)
+			}
+		}
+	}
 	clk.advance(10 * time.Minute)
 	if _, err := tb.b.Compact(context.Background(), false); err != nil {
 		t.Fatal(err)
