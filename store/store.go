@@ -131,6 +131,9 @@ func wrapOpenErr(dir string, err error) error {
 	if pebble.IsCorruptionError(err) {
 		return &CorruptionError{Dir: dir, Err: err}
 	}
+	if isLockErr(err) {
+		return lockedErr(dir, err)
+	}
 	return fmt.Errorf("store: open %s: %w", dir, err)
 }
 
