@@ -175,7 +175,7 @@ type queueAcc struct {
 	min, max uint64
 	count    int
 	bytes    int64
-	damaged  bool     // some entries do not decode
+	damaged  bool // some entries do not decode
 }
 
 type checker struct {
