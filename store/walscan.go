@@ -357,7 +357,9 @@ func (w *WALFile) countEvents(rec []byte) {
 }
 
 // batchEvents calls fn for every e/<seq> Set in a batch record and returns
-// the number of other writes it holds. The value passed to fn aliases rec.
+// the number of writes it holds outside the log and the projections (which
+// replaying its events re-derives): meta/ keys, unknown families. The value
+// passed to fn aliases rec.
 func batchEvents(rec []byte, fn func(seq uint64, val []byte)) (others int) {
 	if _, ok := batchrepr.ReadHeader(rec); !ok {
 		return 0
@@ -372,6 +374,7 @@ func batchEvents(rec []byte, fn func(seq uint64, val []byte)) (others int) {
 		case kind == pebble.InternalKeyKindLogData:
 		case (kind == pebble.InternalKeyKindSet || kind == pebble.InternalKeyKindSetWithDelete) && len(key) == 10 && key[0] == famEvent && key[1] == '/':
 			fn(binary.BigEndian.Uint64(key[2:]), val)
+		case len(key) >= 2 && key[1] == '/' && knownFamily(key[0]):
 		default:
 			others++
 		}
