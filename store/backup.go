@@ -139,3 +139,6 @@ func dirSize(fs vfs.FS, dir string) (files int, bytes int64, err error) {
 	}
 	return files, bytes, nil
 }
+
+// FS is the filesystem the store lives on.
+func (s *Store) FS() vfs.FS { return s.opts.FS }

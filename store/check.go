@@ -231,7 +231,19 @@ func (c *checker) add(p Problem) {
 }
 
 func (c *checker) undecodable(key []byte, what string, err error) {
-	c.add(Problem{Kind: ProblemUndecodable, key: clone(key), Detail: fmt.Sprintf("%s does not decode: %v", what, err)})
+	c.add(Problem{Kind: ProblemUndecodable, key: clone(key), Detail: fmt.Sprintf("%s does not decode: %s", what, cause(err))})
+}
+
+// cause is the innermost message of a decode error (decode wraps the
+// decoder's error with ErrUndecodable and the key, which the Problem
+// already names).
+func cause(err error) string {
+	if u, ok := err.(interface{ Unwrap() []error }); ok {
+		if es := u.Unwrap(); len(es) > 0 {
+			return es[len(es)-1].Error()
+		}
+	}
+	return err.Error()
 }
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }

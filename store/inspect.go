@@ -378,7 +378,7 @@ func (s *Store) SessionRows() ([]SessionRow, error) {
 			}
 			var ses Session
 			if err := decode(key, val, &ses); err != nil {
-				rows[client] = &SessionRow{Client: client, Damage: "session record does not decode: " + err.Error()}
+				rows[client] = &SessionRow{Client: client, Damage: "session record does not decode: " + cause(err)}
 				return nil
 			}
 			sr := sessionRowOf(client, &ses)
@@ -493,7 +493,7 @@ func (s *Store) SessionDetail(client string) (*SessionDetail, error) {
 			found = true
 			var ses Session
 			if derr := decode(key, val, &ses); derr != nil {
-				d.Damage = "session record does not decode: " + derr.Error()
+				d.Damage = "session record does not decode: " + cause(derr)
 			} else {
 				d.SessionRow = sessionRowOf(client, &ses)
 				if w := ses.Will; w != nil {
@@ -509,7 +509,7 @@ func (s *Store) SessionDetail(client string) (*SessionDetail, error) {
 			row := SubRow{Filter: string(filter)}
 			var sub Subscription
 			if err := decode(key, val, &sub); err != nil {
-				row.Damage = "does not decode: " + err.Error()
+				row.Damage = "does not decode: " + cause(err)
 			} else {
 				row.QoS, row.NoLocal, row.RetainAsPublished, row.RetainHandling, row.SubID = sub.QoS, sub.NoLocal, sub.RetainAsPublished, sub.RetainHandling, sub.SubID
 			}
@@ -599,7 +599,7 @@ func (s *Store) QueueRows(client string, from uint64, limit int) ([]QueueRow, er
 			row := QueueRow{Seq: seq}
 			var e QueueEntry
 			if err := decode(key, val, &e); err != nil {
-				row.Damage = "entry does not decode: " + err.Error()
+				row.Damage = "entry does not decode: " + cause(err)
 			} else {
 				row.MsgID, row.QoS, row.Retain, row.State, row.PacketID, row.Size = e.MsgID, e.QoS, e.Retain, StateName(e.State), e.PacketID, e.Size
 			}
@@ -622,7 +622,7 @@ func (s *Store) QueueRows(client string, from uint64, limit int) ([]QueueRow, er
 			case err != nil && pebble.IsCorruptionError(err):
 				return err
 			case err != nil:
-				row.Damage = "message body does not decode: " + err.Error()
+				row.Damage = "message body does not decode: " + cause(err)
 			case m == nil:
 				row.Damage = fmt.Sprintf("message body %d is missing", row.MsgID)
 			default:
@@ -650,7 +650,7 @@ func (s *Store) RetainedRows(match func(topic string) bool) ([]RetainedRow, erro
 			row := RetainedRow{Topic: topic}
 			var m Message
 			if err := decode(key, val, &m); err != nil {
-				row.Damage = "does not decode: " + err.Error()
+				row.Damage = "does not decode: " + cause(err)
 			} else {
 				row.QoS, row.Size, row.From, row.PublishedAt, row.ExpiresAt, row.Preview = m.QoS, len(m.Payload), m.From, nsTime(m.PublishedAt), nsTime(m.ExpiresAt), Preview(m.Payload)
 			}

@@ -35,6 +35,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -74,6 +75,21 @@ func ScanWALs(fs vfs.FS, dir string) ([]*WALFile, error) {
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// ScanWALsLocked scans the WALs of the closed store in dir while holding
+// the store's lock, so that no broker writes them meanwhile.
+func ScanWALsLocked(dir string, opts Options) ([]*WALFile, error) {
+	opts = opts.withDefaults()
+	lock, err := pebble.LockDirectory(dir, opts.FS)
+	if err != nil {
+		if isLockErr(err) {
+			return nil, lockedErr(dir, err)
+		}
+		return nil, fmt.Errorf("store: lock %s: %w", dir, err)
+	}
+	defer lock.Close()
+	return ScanWALs(opts.FS, dir)
 }
 
 // Damaged reports whether Pebble would refuse to replay w: damage in the

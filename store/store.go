@@ -208,7 +208,7 @@ func (s *Store) getUint64(key []byte) (uint64, bool, error) {
 	}
 	defer closer.Close()
 	if len(val) != 8 {
-		return 0, false, fmt.Errorf("read %s: value of %d bytes, want 8", key, len(val))
+		return 0, false, fmt.Errorf("%w: %s: value of %d bytes, want 8", ErrUndecodable, key, len(val))
 	}
 	return binary.BigEndian.Uint64(val), true, nil
 }
@@ -249,7 +249,7 @@ func (s *Store) loadQueues() error {
 		qi, err := decodeQueueInfo(it.Value())
 		if err != nil {
 			_ = it.Close()
-			return fmt.Errorf("queue info of %q: %w", client, err)
+			return fmt.Errorf("%w: queue info of %q: %w", ErrUndecodable, client, err)
 		}
 		s.queues[client] = qi
 	}
