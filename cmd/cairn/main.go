@@ -1,5 +1,6 @@
 // Command cairn is the Cairn MQTT broker and its tools: serve runs the
-// broker; version prints the build.
+// broker; inspect, replay, recover and backup look into and mend its store;
+// bench and passwd; version prints the build.
 package main
 
 import (
@@ -18,7 +19,7 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	if err := newApp().Run(interspersed(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		os.Exit(1)
 	}
@@ -34,6 +35,10 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			serveCommand(),
+			inspectCommand(),
+			replayCommand(),
+			recoverCommand(),
+			backupCommand(),
 			benchCommand(),
 			passwdCommand(),
 			{

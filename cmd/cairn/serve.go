@@ -29,6 +29,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-packet-size", Value: int(d.MaxPacketSize), Usage: "largest packet accepted, bytes", EnvVars: []string{"CAIRN_MAX_PACKET_SIZE"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
 }
 
@@ -53,6 +54,7 @@ func serveCommand() *cli.Command {
 type serveConfig struct {
 	Listen      string
 	Data        string
+	Admin       string // admin endpoint address; "" disables it
 	MemTableMiB int
 	Engine      engine.Options
 }
@@ -61,6 +63,7 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		Listen:      c.String("listen"),
 		Data:        c.String("data"),
+		Admin:       c.String("admin"),
 		MemTableMiB: c.Int("memtable-size"),
 		Engine: engine.Options{
 			MaxInflight:     c.Int("max-inflight"),
@@ -100,17 +103,24 @@ func serve(c *cli.Context) error {
 	dir := cfg.Data
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
 	if err != nil {
-		var ce *store.CorruptionError
-		if errors.As(err, &ce) {
-			return fmt.Errorf("the store in %s is damaged and was not opened (nothing was changed): %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
 		}
 		return fmt.Errorf("opening the store in %s: %w", dir, err)
 	}
 	defer st.Close()
 	cfg.Engine.Logger = log
 	b := engine.New(st, cfg.Engine)
+	adm, err := startAdmin(cfg.Admin, dir, st, b, log)
+	if err != nil {
+		return err
+	}
+	defer adm.stop()
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
+		}
 		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
@@ -121,6 +131,7 @@ func serve(c *cli.Context) error {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
+	adm.setReady()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -139,6 +150,7 @@ func serve(c *cli.Context) error {
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
+	adm.stop()
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("closing the store: %w", err)
 	}
