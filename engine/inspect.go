@@ -1,17 +1,21 @@
 package engine
 
-// Inspection of the sessions only the broker knows: clean sessions (3.x
-// clean session 1, 5.0 session expiry 0) end with their connection and are
-// never stored, so `cairn inspect` against a running broker (engine/admin)
-// adds these rows to the ones the store provides. Persistent sessions are
-// not reported here: the store's rows describe them, the same way online
-// and offline.
+// Inspection of what only the broker knows. Clean sessions (3.x clean
+// session 1, 5.0 session expiry 0) end with their connection and are never
+// stored, so `cairn inspect` against a running broker (engine/admin) adds
+// them to the store's rows. And the in-flight window of a connected session
+// is not in the store either: a QoS 1/2 delivery's packet id follows from
+// its queue seq, so sending it writes nothing (only a QoS 2 PUBREC is
+// stored); Inflight reports the window of a connected session instead.
+// Everything else about a persistent session comes from the store, the same
+// way online and offline.
 
 import (
 	"slices"
 	"sort"
 	"time"
 
+	"github.com/cairn-mqtt/cairn/engine/session"
 	"github.com/cairn-mqtt/cairn/store"
 )
 
@@ -88,6 +92,31 @@ func (b *Broker) cleanDetail(s *Session) *store.SessionDetail {
 		d.Subs = append(d.Subs, store.SubRow{Filter: f, QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: sub.SubID})
 	}
 	sort.Slice(d.Subs, func(i, j int) bool { return d.Subs[i].Filter < d.Subs[j].Filter })
+	d.Inflights = inflightRows(inflight)
+	slices.Sort(d.InboundPIDs)
+	return d
+}
+
+// Inflight returns the in-flight window of id's session, in seq order, and
+// true while a connection is attached to it; false when the session is
+// offline or unknown (the store then holds all there is).
+func (b *Broker) Inflight(id string) ([]store.InflightRow, bool) {
+	s := b.lookup(id)
+	if s == nil {
+		return nil, false
+	}
+	s.mu.Lock()
+	online := s.conn != nil
+	inflight := s.out.InflightByPacketID()
+	s.mu.Unlock()
+	if !online {
+		return nil, false
+	}
+	return inflightRows(inflight), true
+}
+
+func inflightRows(inflight map[uint16]session.Inflight) []store.InflightRow {
+	out := []store.InflightRow{}
 	for pid, in := range inflight {
 		st := store.StateSent
 		if in.PubrecIn {
@@ -97,9 +126,8 @@ func (b *Broker) cleanDetail(s *Session) *store.SessionDetail {
 		if in.Delivery.Msg != nil {
 			row.Topic = in.Delivery.Msg.Topic
 		}
-		d.Inflights = append(d.Inflights, row)
+		out = append(out, row)
 	}
-	sort.Slice(d.Inflights, func(i, j int) bool { return d.Inflights[i].Seq < d.Inflights[j].Seq })
-	slices.Sort(d.InboundPIDs)
-	return d
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
 }

@@ -87,10 +87,7 @@ func explainOpenErr(c *cli.Context, dir string, err error) error {
 // lockedError explains that a running broker holds the store and how to
 // ask it instead.
 func lockedError(c *cli.Context, dir string) error {
-	cmd := strings.Join(os.Args[1:], " ")
-	if cmd == "" {
-		cmd = c.Command.FullName()
-	}
+	cmd := strings.Join(append([]string{strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")}, c.Args().Slice()...), " ")
 	addr, ok := readAdminAddr(dir)
 	if !ok {
 		return fmt.Errorf("the store in %s is in use by a running broker (Pebble allows one process per store, even for reading).\n"+
@@ -98,24 +95,7 @@ func lockedError(c *cli.Context, dir string) error {
 			"or stop the broker first", dir, cmd, defaultAdmin)
 	}
 	return fmt.Errorf("the store in %s is in use by a running broker (Pebble allows one process per store, even for reading).\n"+
-		"Ask the running broker instead: cairn %s --admin %s", dir, withoutData(cmd), addr)
-}
-
-// withoutData drops --data DIR from a command line that is to be run
-// against the admin endpoint instead.
-func withoutData(cmd string) string {
-	f := strings.Fields(cmd)
-	out := f[:0]
-	for i := 0; i < len(f); i++ {
-		switch {
-		case f[i] == "--data" || f[i] == "-data":
-			i++
-		case strings.HasPrefix(f[i], "--data=") || strings.HasPrefix(f[i], "-data="):
-		default:
-			out = append(out, f[i])
-		}
-	}
-	return strings.Join(out, " ")
+		"Ask the running broker instead: cairn %s --admin %s", dir, cmd, addr)
 }
 
 func readAdminAddr(dir string) (string, bool) {

@@ -3,8 +3,11 @@ package admin
 // Query is the one implementation of the inspect queries: the admin
 // endpoint answers with it from the running broker's store, and `cairn
 // inspect --data` calls it on a stopped store opened read-only. The rows
-// are the store's (store/inspect.go); a running broker adds its clean
-// sessions, which only exist in memory.
+// are the store's (store/inspect.go); a running broker adds what only its
+// memory holds: clean sessions, and the in-flight window of connected
+// sessions (sending a QoS 1/2 message writes nothing to the store, so a
+// stopped store shows as in flight only the QoS 2 deliveries whose PUBREC
+// it recorded — everything else is resent on the next connection).
 
 import (
 	"errors"
@@ -28,6 +31,11 @@ func (q Query) Sessions() ([]store.SessionRow, error) {
 		return nil, err
 	}
 	if q.Broker != nil {
+		for i := range rows {
+			if in, ok := q.Broker.Inflight(rows[i].Client); ok {
+				rows[i].Inflight = len(in)
+			}
+		}
 		rows = append(rows, q.Broker.CleanSessions()...)
 		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Client < rows[j].Client })
 	}
@@ -44,6 +52,11 @@ func (q Query) Session(id string) (*store.SessionDetail, error) {
 	if errors.Is(err, store.ErrNotFound) && q.Broker != nil {
 		if cd := q.Broker.CleanSession(id); cd != nil {
 			return cd, nil
+		}
+	}
+	if err == nil && q.Broker != nil {
+		if in, ok := q.Broker.Inflight(id); ok {
+			d.Inflights, d.Inflight = in, len(in)
 		}
 	}
 	return d, err
