@@ -96,10 +96,10 @@ func Check(dir string, opts store.Options) (*CheckResult, error) {
 	}
 	res.walFindings()
 	if res.OpenError != "" {
-		res.add(SevError, dir, "corruption", "Pebble refuses to open the store: "+ce.Err.Error())
+		res.add(SevError, "store", "corruption", "Pebble refuses to open the store: "+ce.Err.Error())
 		return res, nil
 	}
-	res.add(SevInfo, dir, "summary", summary(rep))
+	res.add(SevInfo, "store", "summary", summary(rep))
 	for _, p := range rep.Problems {
 		sev := SevError
 		if p.Warning {
@@ -107,12 +107,12 @@ func Check(dir string, opts store.Options) (*CheckResult, error) {
 		}
 		where := p.Key
 		if where == "" {
-			where = dir
+			where = "store"
 		}
 		res.add(sev, where, string(p.Kind), p.Detail)
 	}
 	if rep.Omitted > 0 {
-		res.add(SevError, dir, "omitted", fmt.Sprintf("%d more problems not listed", rep.Omitted))
+		res.add(SevError, "store", "omitted", fmt.Sprintf("%d more problems not listed", rep.Omitted))
 	}
 	return res, nil
 }
@@ -158,7 +158,7 @@ func (r *CheckResult) walFindings() {
 		}
 		switch {
 		case w.End == store.WALEndTorn && newest:
-			r.add(SevWarning, w.Name, "wal-torn", fmt.Sprintf("ends in an incomplete record at offset %d (%d bytes cut short): a write interrupted by a crash, or a truncated file; everything before it is intact, and the next start (or --repair) discards the incomplete record", w.TornRecordOffset, w.Size-w.TornRecordOffset))
+			r.add(SevWarning, w.Name, "wal-torn", fmt.Sprintf("ends in an incomplete record at offset %d (%d bytes): a write interrupted by a crash, or a truncated file; everything before it is intact, and the next start (or --repair) discards the incomplete record", w.TornRecordOffset, w.Size-w.TornRecordOffset))
 		case w.End != store.WALEndClean && !newest && refused:
 			r.add(SevError, w.Name, "wal-damage", fmt.Sprintf("a WAL older than the newest does not end cleanly (%s at offset %d): Pebble treats this as corruption", w.End, w.EndOffset))
 		}

@@ -40,7 +40,10 @@ type RepairResult struct {
 	AlreadyPresent int                  `json:"already_present"`
 	Refused        []string             `json:"refused,omitempty"`
 	Actions        []store.RepairAction `json:"actions"`
-	After          *CheckResult         `json:"after"`
+	// Discarded lists the torn WAL tails that opening the store for
+	// writing dropped (incomplete records: never readable).
+	Discarded []Finding    `json:"discarded,omitempty"`
+	After     *CheckResult `json:"after"`
 	// Nothing is true when the store needed no repair (and was not touched).
 	Nothing bool          `json:"nothing"`
 	Took    time.Duration `json:"took_ns"`
@@ -85,8 +88,22 @@ func Repair(dir string, opts store.Options, backupDir string) (*RepairResult, er
 	if res.After, err = Check(dir, opts); err != nil {
 		return res, err
 	}
+	for _, f := range before.Findings {
+		if f.Kind == "wal-torn" && !res.After.has(f.Where, "wal-torn") {
+			res.Discarded = append(res.Discarded, f)
+		}
+	}
 	res.Took = time.Since(start)
 	return res, nil
+}
+
+func (r *CheckResult) has(where, kind string) bool {
+	for _, f := range r.Findings {
+		if f.Where == where && f.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // needsRepair: errors, or a torn WAL tail (which opening for writing

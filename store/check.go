@@ -400,7 +400,8 @@ func (c *checker) visit(key, val []byte) {
 		if c.rep.FirstSeq == 0 {
 			c.rep.FirstSeq = seq
 		} else if seq != c.prevSeq+1 {
-			c.add(Problem{Kind: ProblemLogGap, Warning: true, Detail: fmt.Sprintf("the event log skips seqs %d..%d (%d events lost)", c.prevSeq+1, seq-1, seq-1-c.prevSeq)})
+			n := seq - 1 - c.prevSeq
+			c.add(Problem{Kind: ProblemLogGap, Warning: true, Detail: fmt.Sprintf("the event log skips seqs %d..%d (%d %s lost)", c.prevSeq+1, seq-1, n, plural(n, "event", "events"))})
 		}
 		c.prevSeq, c.rep.LastLogged = seq, seq
 		if _, err := decodeEvent(seq, val); err != nil {
@@ -605,4 +606,11 @@ func printable(s string) string {
 		return strconv.Quote(s)
 	}
 	return s
+}
+
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

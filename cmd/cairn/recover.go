@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -94,7 +95,7 @@ func renderFindings(w io.Writer, fs []recovery.Finding) {
 			wn++
 		}
 	}
-	fmt.Fprintf(w, "%d errors, %d warnings\n", e, wn)
+	fmt.Fprintf(w, "%d %s, %d %s\n", e, plural(e, "error", "errors"), wn, plural(wn, "warning", "warnings"))
 }
 
 func recoverRepair(c *cli.Context) error {
@@ -135,18 +136,28 @@ func renderRepair(w io.Writer, r *recovery.RepairResult) {
 	fmt.Fprintln(w, "found:")
 	renderFindings(w, onlyProblems(r.Before.Findings))
 	fmt.Fprintf(w, "backup: %s (%d files, %s, %s)\n", r.Backup.Dir, r.Backup.Files, bytesize(r.Backup.Bytes), r.Backup.Method)
-	if s := r.Salvage; s != nil {
-		fmt.Fprintf(w, "salvage: %s cut at byte %d (%d records before the damage kept); later WALs removed: %v\n", s.WAL, s.CutAt, s.KeptRecords, s.Removed)
-		fmt.Fprintf(w, "salvage: %d readable events behind the damage: %d replayed, %d already present, %d refused, %d undecodable, %d other writes not replayed\n",
-			len(s.Events), r.Replayed, r.AlreadyPresent, len(r.Refused), s.Undecodable, s.OtherWrites)
-		for _, f := range r.Refused {
-			fmt.Fprintf(w, "  refused: %s\n", f)
-		}
-	}
-	fmt.Fprintf(w, "changes (%d):\n", len(r.Actions))
+	fmt.Fprintln(w, "changes:")
 	tw := newTable(w)
+	n := 0
+	for _, f := range r.Discarded {
+		row(tw, "  discarded", f.Where, "the incomplete record at its end (never readable); "+strings.SplitN(f.Detail, ":", 2)[0])
+		n++
+	}
+	if s := r.Salvage; s != nil {
+		row(tw, "  salvaged", s.WAL, fmt.Sprintf("cut at byte %d, before the damage (%d records kept); later WAL files removed: %d", s.CutAt, s.KeptRecords, len(s.Removed)))
+		row(tw, "  replayed", s.WAL, fmt.Sprintf("%d readable events behind the damage: %d replayed, %d already present, %d refused, %d undecodable, %d other writes not replayed",
+			len(s.Events), r.Replayed, r.AlreadyPresent, len(r.Refused), s.Undecodable, s.OtherWrites))
+		for _, f := range r.Refused {
+			row(tw, "  refused", s.WAL, f)
+		}
+		n++
+	}
 	for _, a := range r.Actions {
 		row(tw, "  "+a.Action, a.Key, string(a.Problem)+": "+a.Detail)
+		n++
+	}
+	if n == 0 {
+		row(tw, "  (none)")
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "after:")
@@ -165,4 +176,11 @@ func onlyProblems(fs []recovery.Finding) []recovery.Finding {
 		}
 	}
 	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

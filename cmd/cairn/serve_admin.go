@@ -92,6 +92,6 @@ func damagedStoreErr(dir string, err error) error {
 	if !errors.As(err, &ce) && !errors.Is(err, store.ErrUndecodable) {
 		return nil
 	}
-	return fmt.Errorf("the store in %s is damaged and the broker will not start without its data (nothing was changed): %w\n"+
+	return fmt.Errorf("the store in %s is damaged and the broker will not start without its data (no data was changed): %w\n"+
 		"run `cairn recover --check --data %s` to see what is wrong, then `cairn recover --repair --data %s` to mend it (it backs the store up first)", dir, err, dir, dir)
 }
