@@ -34,6 +34,15 @@ func knownStore(t *testing.T, lb *liveBroker) {
 	a := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "sub-a", Version: wire.V311})
 	a.subscribe(wire.Subscription{Filter: "sensors/#", QoS: 1}, wire.Subscription{Filter: "alerts/+", QoS: 2})
 	a.disconnect()
+	// The session-closed event is committed as the connection ends, which
+	// may be after the socket closes: wait for it, so that the seqs of the
+	// events that follow are known.
+	if !waitFor(5*time.Second, func() bool {
+		d, err := lb.st.SessionDetail("sub-a")
+		return err == nil && !d.Connected
+	}) {
+		t.Fatal("sub-a's session was never closed")
+	}
 	b := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "sub-b", Version: wire.V5, Props: &wire.Properties{SessionExpiry: u32p(3600)},
 		Will: &wire.Will{Topic: "status/sub-b", Payload: []byte("gone"), QoS: 1, Retain: true}})
 	b.subscribe(wire.Subscription{Filter: "sensors/temp", QoS: 1})
