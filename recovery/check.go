@@ -149,12 +149,20 @@ func (r *CheckResult) walFindings() {
 			events = fmt.Sprintf("%d events, seqs %d..%d", w.Events, w.FirstSeq, w.LastSeq)
 		}
 		r.add(SevInfo, w.Name, "wal", fmt.Sprintf("%d bytes, %d records (%s), end: %s", w.Size, w.Records, events, w.End))
-		sev := SevWarning
-		if refused {
-			sev = SevError
-		}
 		for _, d := range w.Damage {
-			r.add(sev, w.Name, "wal-damage", fmt.Sprintf("%d bytes unreadable at offset %d (the record starting at %d is lost); intact records follow, which --repair replays", d.Length, d.Offset, d.RecordOffset))
+			what := fmt.Sprintf("%d bytes unreadable at offset %d (the record starting at %d is lost)", d.Length, d.Offset, d.RecordOffset)
+			switch {
+			case refused:
+				r.add(SevError, w.Name, "wal-damage", what+"; intact records follow, which --repair replays")
+			case newest && d.Synced:
+				// Pebble took it for a torn tail (store/walscan.go).
+				recs, evs := w.After(d.RecordOffset)
+				r.add(SevError, w.Name, "wal-damage", what+fmt.Sprintf("; the log says it was synced, yet Pebble would open the store without the %d records (%d events) after it, acknowledged writes among them; --repair replays them", recs, evs))
+			case newest:
+				r.add(SevWarning, w.Name, "wal-damage", what+"; it was never synced (a crash wrote later unsynced records before it): nothing acknowledged is lost, and the next start discards what follows")
+			default:
+				r.add(SevWarning, w.Name, "wal-damage", what+" in an older WAL that Pebble no longer reads")
+			}
 		}
 		switch {
 		case w.End == store.WALEndTorn && newest:
@@ -179,4 +187,10 @@ func isStore(fs vfs.FS, dir string) error {
 		}
 	}
 	return fmt.Errorf("%w in %s (no Pebble manifest)", ErrNoStore, dir)
+}
+
+// newestSyncedDamage reports whether the newest WAL holds synced records
+// behind damage, which Pebble would drop on opening.
+func (r *CheckResult) newestSyncedDamage() bool {
+	return len(r.WALs) > 0 && r.WALs[len(r.WALs)-1].SyncedDamage()
 }

@@ -11,8 +11,10 @@ package recovery
 //     A Pebble checkpoint would need the store opened for writing first,
 //     which already changes it (WAL replay, a torn tail discarded) — and a
 //     store Pebble refuses cannot be opened at all.
-//  3. If Pebble refused the store for a damaged WAL: store.SalvageWAL cuts
-//     that WAL before the damage and keeps the readable events behind it.
+//  3. If Pebble refused the store for a damaged WAL, or the newest WAL holds
+//     synced records behind damage that Pebble would take for a torn tail
+//     and drop: store.SalvageWAL cuts that WAL before the damage and keeps
+//     the readable events behind it.
 //  4. store.RepairDir fixes every invariant violation (store/repair.go says
 //     how each is fixed, from the event log where it knows).
 //  5. The salvaged events are replayed into the store as events, so
@@ -67,7 +69,7 @@ func Repair(dir string, opts store.Options, backupDir string) (*RepairResult, er
 		return nil, fmt.Errorf("recovery: backup before repair: %w (nothing was changed)", err)
 	}
 	res.Backup = &bk
-	if before.OpenError != "" {
+	if before.OpenError != "" || before.newestSyncedDamage() {
 		sv, err := store.SalvageWAL(dir, opts)
 		if err != nil {
 			return res, fmt.Errorf("recovery: %w (the store as found is in %s)", err, backupDir)

@@ -117,22 +117,35 @@ func walNamedIn(err error) (uint64, bool) {
 
 // SalvageWAL cuts the damaged WAL of the store in dir, removes the WALs
 // after it and returns the readable events behind the damage (see the file
-// comment). It returns an error when no WAL is damaged — the corruption is
-// then in an sstable or the manifest, which this cannot mend — or when
-// Pebble still refuses the store afterwards.
+// comment). The damaged WAL is one Pebble refuses, or the newest one when it
+// holds synced records behind damage that Pebble would silently drop. It
+// returns an error when no WAL is damaged — the corruption is then in an
+// sstable or the manifest, which this cannot mend — or when Pebble still
+// refuses the store afterwards.
 func SalvageWAL(dir string, opts Options) (*WALSalvage, error) {
 	opts = opts.withDefaults()
 	fs := opts.FS
-	_, openErr := openRaw(dir, opts, true)
-	if openErr == nil {
-		return nil, errors.New("store: the WAL is readable: nothing to salvage")
+	var openErr error
+	if db, err := openRaw(dir, opts, true); err != nil {
+		openErr = err
+	} else if err := db.Close(); err != nil {
+		return nil, err
 	}
 	wals, err := ScanWALs(fs, dir)
 	if err != nil {
 		return nil, err
 	}
 	idx := -1
-	if n, ok := walNamedIn(openErr); ok {
+	if openErr == nil {
+		// Pebble opens it; the newest WAL may still hold synced records
+		// behind damage that Pebble would drop (checkNewestWAL).
+		if n := len(wals); n > 0 && wals[n-1].SyncedDamage() {
+			idx = n - 1
+		} else {
+			return nil, errors.New("store: the WAL is readable: nothing to salvage")
+		}
+	}
+	if n, ok := walNamedIn(openErr); ok && idx < 0 {
 		for i, w := range wals {
 			if w.Num == n && w.Damaged(i == len(wals)-1) {
 				idx = i
@@ -234,4 +247,59 @@ func cutFile(fs vfs.FS, name string, n int64) error {
 		return fmt.Errorf("store: salvage: %w", err)
 	}
 	return nil
+}
+
+// checkNewestWAL returns a *CorruptionError when the newest WAL of the
+// store in dir holds synced writes that Pebble would silently drop: damage
+// that a later chunk's synced offset says had been fsynced (walscan.go).
+// Pebble confirms damage only from chunks in later 32 KiB blocks, so damage
+// in the last block of the newest WAL passes for a torn tail and Pebble
+// opens the store without the acknowledged commits behind it — and an open
+// for writing then discards them for good. Open runs this first, under the
+// directory lock; a store held by another process is left to Pebble's own
+// lock error.
+func checkNewestWAL(fs vfs.FS, dir string) error {
+	names, err := ListWALs(fs, dir)
+	if err != nil || len(names) == 0 {
+		return nil // no store yet, or unreadable: Pebble reports it
+	}
+	lock, err := pebble.LockDirectory(dir, fs)
+	if err != nil {
+		return nil
+	}
+	defer lock.Close()
+	w, err := ScanWAL(fs, dir, names[len(names)-1])
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	for _, d := range w.Damage {
+		if d.Synced {
+			recs, evs := w.After(d.RecordOffset)
+			return &CorruptionError{Dir: dir, Err: fmt.Errorf("WAL %s: %d bytes at offset %d do not read back although the log says they were synced; Pebble would silently open the store without the %d records (%d events) after them",
+				w.Name, d.Length, d.Offset, recs, evs)}
+		}
+	}
+	return nil
+}
+
+// After counts the complete records at or after off, and the events they
+// log.
+func (w *WALFile) After(off int64) (records, events int) {
+	for _, r := range w.records {
+		if r.Offset >= off {
+			records++
+			batchEvents(r.Data, func(uint64, []byte) { events++ })
+		}
+	}
+	return records, events
+}
+
+// SyncedDamage reports whether w holds damage that had been synced.
+func (w *WALFile) SyncedDamage() bool {
+	for _, d := range w.Damage {
+		if d.Synced {
+			return true
+		}
+	}
+	return false
 }

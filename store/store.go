@@ -87,7 +87,9 @@ type Store struct {
 // in a format that cannot tell a corrupt record from a torn tail. After the
 // flush, every acknowledged write lives in a WAL whose corruption makes Open
 // fail loudly. A corruption found while opening is returned as a
-// *CorruptionError.
+// *CorruptionError — including damage Pebble itself would let pass: synced
+// records it would drop from the newest WAL's last block (salvage.go,
+// checkNewestWAL).
 func Open(dir string, opts Options) (*Store, error) {
 	s, err := open(dir, opts.withDefaults())
 	if err != nil {
@@ -102,6 +104,9 @@ func open(dir string, opts Options) (s *Store, err error) {
 			s, err = nil, wrapOpenErr(dir, fe)
 		}
 	}()
+	if err := checkNewestWAL(opts.FS, dir); err != nil {
+		return nil, err
+	}
 	db, err := pebble.Open(dir, opts.pebbleOptions())
 	if err != nil {
 		return nil, wrapOpenErr(dir, err)

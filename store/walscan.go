@@ -31,6 +31,11 @@ package store
 //     a write interrupted by a crash, or a truncated file).
 //   - Offsets of records are where their first chunk starts, so cutting the
 //     file at a record's offset leaves a file that ends cleanly.
+//   - A damage is Synced when a later chunk's synced offset lies beyond it:
+//     the writer had fsynced it, so it held acknowledged writes. Pebble
+//     applies the same rule but only looks at chunks in later 32 KiB blocks,
+//     so damage inside the newest WAL's last block is taken for a torn tail
+//     and every record after it is silently dropped (CheckNewestWAL).
 
 import (
 	"encoding/binary"
@@ -96,6 +101,11 @@ type WALDamage struct {
 	// damage offset itself when it hit a record's first chunk).
 	RecordOffset int64  `json:"record_offset"`
 	Reason       string `json:"reason"`
+	// Synced is true when a later chunk of the file promises (its synced
+	// offset, WAL-sync format) that the damaged bytes had been fsynced:
+	// the damage is corruption of acknowledged data, not the unsynced tail
+	// of a crash persisted out of order.
+	Synced bool `json:"synced"`
 }
 
 // WAL end classifications.
@@ -195,6 +205,15 @@ func ScanWAL(fs vfs.FS, dir, name string) (*WALFile, error) {
 // CompleteRecords returns the complete records, in file order.
 func (w *WALFile) CompleteRecords() []WALRecord { return w.records }
 
+// syncedAt returns the synced offset a WAL-sync chunk at off carries (0 for
+// the other formats). The chunk must be acceptable (chunkAt).
+func syncedAt(data []byte, off int) int64 {
+	if _, h, _ := walChunkType(data[off+6]); h == walSyncHeader {
+		return int64(binary.LittleEndian.Uint64(data[off+11:]))
+	}
+	return 0
+}
+
 // chunkAt returns the chunk at off if it is acceptable.
 func chunkAt(data []byte, off int, logNum uint32) (pos int, payload []byte, next int, ok bool) {
 	blockEnd := (off/walBlockSize + 1) * walBlockSize
@@ -251,6 +270,11 @@ func (w *WALFile) scan(data []byte) {
 		if ok {
 			if header == 0 {
 				_, header, _ = walChunkType(data[off+6])
+			}
+			if synced := syncedAt(data, off); synced > 0 {
+				for i := range w.Damage {
+					w.Damage[i].Synced = w.Damage[i].Synced || synced > w.Damage[i].Offset
+				}
 			}
 			switch pos {
 			case posFull, posFirst:

@@ -1,7 +1,11 @@
 package store
 
 import (
+	"errors"
+	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // A cleanly closed WAL reads completely: every event, a clean end.
@@ -86,5 +90,58 @@ func TestSalvageWAL(t *testing.T) {
 	t.Logf("kept through seq %d, replayed %d, queue %+v", kept, len(sv.Events), qi)
 	if qi.Count != 199 || s.LastSeq() != 200 || kept+uint64(len(sv.Events)) != 199 {
 		t.Fatalf("after salvage: queue %+v, LastSeq %d, kept %d + replayed %d", qi, s.LastSeq(), kept, len(sv.Events))
+	}
+}
+
+// Damage in the last 32 KiB block of the newest WAL: Pebble alone takes it
+// for a torn tail and opens the store without the synced commits behind it;
+// Open refuses it, and SalvageWAL keeps those commits.
+func TestOpenRefusesSyncedDamagePebbleWouldDrop(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openTest(t, fs)
+	for i := 0; i < 20; i++ {
+		commitWait(t, s, true, evPub("t", strings.Repeat("x", 100), "c1"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs := walFiles(t, fs, "db")
+	wal := logs[len(logs)-1]
+	data := readFile(t, fs, wal)
+	if len(data) > 32<<10 {
+		t.Fatalf("WAL of %d bytes spans blocks", len(data))
+	}
+	data[len(data)/2] ^= 0x40
+	writeFile(t, fs, wal, data)
+
+	// Pebble by itself opens it, silently short of commits.
+	db, err := openRaw("db", testOptions(fs), true)
+	if err != nil {
+		t.Fatalf("pebble refused the store itself (the test needs damage it lets pass): %v", err)
+	}
+	logged := 0
+	_ = iterFamily(db, famEvent, func([]byte, []byte) error { logged++; return nil })
+	_ = db.Close()
+	if logged >= 19 {
+		t.Fatalf("pebble read %d of 20 commits: the damage did not cut the log", logged)
+	}
+	_, err = Open("db", testOptions(fs))
+	var ce *CorruptionError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "Pebble would silently open the store without") {
+		t.Fatalf("Open of a store whose newest WAL has synced damage: %v", err)
+	}
+	sv, err := SalvageWAL("db", testOptions(fs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, fs)
+	defer s.Close()
+	for _, ev := range sv.Events {
+		if err := s.ReplayEvent(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if qi := s.QueueInfo("c1"); qi.Count != 19 || s.LastSeq() != 20 {
+		t.Fatalf("after salvage: pebble alone kept %d, now queue %+v, LastSeq %d", logged, qi, s.LastSeq())
 	}
 }

@@ -51,7 +51,7 @@ func backup(c *cli.Context) error {
 		return writeJSONLines(c.App.Writer, []store.BackupInfo{info})
 	}
 	_, err = fmt.Fprintf(c.App.Writer, "backup of %s written to %s: %d files, %s, last seq %d (%s, %v); it opens as a store\n",
-		from, dir, info.Files, bytesize(info.Bytes), info.LastSeq, info.Method, info.Took.Round(1e6))
+		from, dir, info.Files, bytesize(info.Bytes), info.LastSeq, info.Method, took(info.Took))
 	return err
 }
 

@@ -52,6 +52,18 @@ func compactDuration(d time.Duration) string {
 	return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
 }
 
+// count renders "1 message", "2 messages".
+func count(n int, one, many string) string { return strconv.Itoa(n) + " " + plural(n, one, many) }
+
+// took renders how long something took: to the microsecond under a
+// millisecond, to the millisecond above.
+func took(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -127,7 +139,7 @@ func renderSessions(w io.Writer, rows []store.SessionRow, live bool) error {
 			fmt.Fprintf(w, "damaged %s: %s\n", printableID(r.Client), r.Damage)
 		}
 	}
-	_, err := fmt.Fprintf(w, "%d sessions\n", len(rows))
+	_, err := fmt.Fprintln(w, count(len(rows), "session", "sessions"))
 	return err
 }
 
@@ -167,7 +179,7 @@ func renderSession(w io.Writer, d *store.SessionDetail, live bool) error {
 	} else {
 		row(tw, "will:", "none")
 	}
-	queue := fmt.Sprintf("%d messages, %s", d.Queued, bytesize(d.QueuedBytes))
+	queue := fmt.Sprintf("%s, %s", count(d.Queued, "message", "messages"), bytesize(d.QueuedBytes))
 	if !d.Clean {
 		queue += fmt.Sprintf(", seqs [%d, %d)", d.QueueHead, d.QueueNext)
 	}
@@ -230,7 +242,7 @@ func renderQueue(w io.Writer, rows []store.QueueRow) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d messages\n", len(rows))
+	_, err := fmt.Fprintln(w, count(len(rows), "message", "messages"))
 	return err
 }
 
@@ -263,7 +275,7 @@ func renderRetained(w io.Writer, rows []store.RetainedRow) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d retained messages\n", len(rows))
+	_, err := fmt.Fprintln(w, count(len(rows), "retained message", "retained messages"))
 	return err
 }
 
@@ -298,7 +310,7 @@ func (t *eventTable) flush() error {
 	if t.follow {
 		return nil
 	}
-	_, err := fmt.Fprintf(t.w, "%d events\n", t.n)
+	_, err := fmt.Fprintln(t.w, count(t.n, "event", "events"))
 	return err
 }
 

@@ -114,7 +114,7 @@ state:                         online 1m30s
 connected at:                  2025-01-02T03:04:05Z
 expiry:                        1h00m after disconnect
 will:                          status/sub-b qos 1 retain yes, 4 bytes: gone
-queue:                         1 messages, 4 B, seqs [1, 2)
+queue:                         1 message, 4 B, seqs [1, 2)
 inbound qos2 awaiting PUBREL:  none
 
 SUBSCRIPTION  QOS  NO-LOCAL  RETAIN-AS-PUBLISHED  RETAIN-HANDLING  SUB-ID
@@ -132,7 +132,7 @@ state:                         cut (broker stopped)
 connected at:                  2025-01-02T03:04:05Z
 expiry:                        1h00m after disconnect
 will:                          status/sub-b qos 1 retain yes, 4 bytes: gone
-queue:                         1 messages, 4 B, seqs [1, 2)
+queue:                         1 message, 4 B, seqs [1, 2)
 inbound qos2 awaiting PUBREL:  none
 
 SUBSCRIPTION  QOS  NO-LOCAL  RETAIN-AS-PUBLISHED  RETAIN-HANDLING  SUB-ID

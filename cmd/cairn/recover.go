@@ -10,7 +10,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -163,7 +162,7 @@ func renderRepair(w io.Writer, r *recovery.RepairResult) {
 	fmt.Fprintln(w, "after:")
 	renderFindings(w, onlyProblems(r.After.Findings))
 	if r.After.Healthy() {
-		fmt.Fprintf(w, "the store is healthy (%v)\n", r.Took.Round(time.Millisecond))
+		fmt.Fprintf(w, "the store is healthy (%v)\n", took(r.Took))
 	}
 }
 

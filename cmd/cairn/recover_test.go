@@ -284,6 +284,24 @@ func TestRecoverDamagedStores(t *testing.T) {
 			repair:     []string{"salvaged 000004.log cut at byte ", "replayed 000004.log ", " readable events behind the damage: ", "the store is healthy"},
 			lostAtMost: 1, lostFromGap: true,
 		},
+		{
+			// Pebble confirms WAL damage only from later 32 KiB blocks: in
+			// the last block it would open the store without the synced
+			// commits after the damage. Cairn must not.
+			name: "WAL byte flipped in its last block",
+			damage: func(t *testing.T, dir string) {
+				wal := biggestWAL(t, dir)
+				b, _ := os.ReadFile(wal)
+				b[len(b)-1000] ^= 0x40
+				if err := os.WriteFile(wal, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check:      []string{"error 000004.log wal-damage: ", "the log says it was synced, yet Pebble would open the store without the"},
+			checkFails: true, refused: true,
+			repair:     []string{"salvaged 000004.log cut at byte ", "replayed 000004.log ", "the store is healthy"},
+			lostAtMost: 1, lostFromGap: true,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -68,7 +68,7 @@ func replayInto(c *cli.Context, src *store.Store, what, into string, bar *progre
 	if c.Bool("json") {
 		return writeJSONLines(c.App.Writer, []recovery.ReplayResult{res})
 	}
-	fmt.Fprintf(c.App.Writer, "replayed %d events of %s (seqs %d..%d) into %s in %v\n", res.Events, what, res.FirstSeq, res.LastSeq, into, res.Took.Round(1e6))
+	fmt.Fprintf(c.App.Writer, "replayed %d events of %s (seqs %d..%d) into %s in %v\n", res.Events, what, res.FirstSeq, res.LastSeq, into, took(res.Took))
 	if res.Truncated && res.FirstSeq > 1 {
 		fmt.Fprintf(c.App.Writer, "note: the log starts at seq %d (older events were compacted away), so %s holds only what those events built\n", res.FirstSeq, into)
 	}
@@ -88,7 +88,7 @@ func replayVerify(c *cli.Context, st *store.Store, what string, bar *progressBar
 		}
 	} else {
 		w := c.App.Writer
-		fmt.Fprintf(w, "replayed %d events of %s (seqs %d..%d) in memory in %v\n", res.Replay.Events, what, res.Replay.FirstSeq, res.Replay.LastSeq, res.Replay.Took.Round(1e6))
+		fmt.Fprintf(w, "replayed %d events of %s (seqs %d..%d) in memory in %v\n", res.Replay.Events, what, res.Replay.FirstSeq, res.Replay.LastSeq, took(res.Replay.Took))
 		if n == 0 {
 			fmt.Fprintln(w, "the projections agree with the event log: no differences")
 			return nil
