@@ -133,7 +133,7 @@ func summary(rep *store.CheckReport) string {
 	if rep.Truncated {
 		log += " (truncated: older events were compacted away)"
 	}
-	return fmt.Sprintf("%d keys checked (%d sessions, %d queue entries, %d message bodies, %d retained); %s; last seq %d",
+	return fmt.Sprintf("%d keys checked (sessions %d, queue entries %d, message bodies %d, retained %d); %s; last seq %d",
 		keys, rep.Keys["s/"], rep.Keys["q/"], rep.Keys["m/"], rep.Keys["r/"], log, rep.LastSeq)
 }
 
