@@ -37,6 +37,9 @@ type Broker struct {
 
 	connects idLocks
 	stats    Stats
+
+	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
+	settleMu sync.Mutex // one settle at a time (expiry.go)
 }
 
 // Stats are the broker's counters.
@@ -50,6 +53,8 @@ type Stats struct {
 	WillsPublished    atomic.Int64
 	CommitFailures    atomic.Int64
 	SessionsTakenOver atomic.Int64
+	SessionsExpired   atomic.Int64
+	Maint             MaintStats // compaction task and queue limits (compact.go)
 }
 
 // ErrClosed is returned by Serve after Shutdown.
@@ -59,7 +64,7 @@ var ErrClosed = errors.New("engine: broker closed")
 // serving.
 func New(st *store.Store, opts Options) *Broker {
 	opts = opts.withDefaults()
-	return &Broker{
+	b := &Broker{
 		opts:      opts,
 		log:       opts.Logger,
 		store:     st,
@@ -69,6 +74,8 @@ func New(st *store.Store, opts Options) *Broker {
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 	}
+	b.deadl = newDeadlines(opts.Now, b.onDeadlines)
+	return b
 }
 
 // Stats returns the broker's live counters.
@@ -83,6 +90,7 @@ func (b *Broker) Serve(l net.Listener) error {
 	}
 	b.listeners[l] = struct{}{}
 	b.mu.Unlock()
+	b.deadl.start() // normally FinishRestore already did
 	defer func() {
 		b.mu.Lock()
 		delete(b.listeners, l)
@@ -154,6 +162,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
+	// No expiry or delayed will while shutting down: the deadlines are in
+	// the store and the next start honours them.
+	b.deadl.stop()
 	for _, c := range conns {
 		c.shutdown()
 	}

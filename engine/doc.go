@@ -7,6 +7,18 @@
 // state becomes a step whose events are committed to the store; the step's
 // acknowledgement and its deliveries to subscribers run only when the store
 // reports the commit synced, and always in the order the packets arrived.
+//
+// MQTT 5.0 beyond the 3.1.1 core lives in files of its own: features.go (the
+// capabilities announced in CONNACK and enforced), connect5.go (what CONNECT
+// negotiates), inbound5.go (topic aliases, receive-maximum quota and checks
+// of a client's PUBLISH), outbound5.go (the client's limits on what the
+// writer sends, outbound topic aliases), enhauth.go (the AUTH exchange),
+// expiry.go and deadlines.go (session expiry and delayed wills, as absolute
+// times in the store, with one timer).
+// Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
+// and the broker's side of the compaction task (compact.go) each live in
+// their own file.
+//
 // Subpackages: topics (subscription trie, retained index) and session
 // (outbound window and packet identifiers).
 package engine

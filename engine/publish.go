@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/cairn-mqtt/cairn/engine/session"
@@ -31,6 +32,7 @@ var matchPool = sync.Pool{New: func() any { s := make([]topics.Match, 0, 16); re
 // r.ev (if any) and calls r.deliver once that is durable.
 func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	r := &routed{msg: msg}
+	b.stampRetained(msg, now) // server-side retained TTL (retainttl.go)
 	mp := matchPool.Get().(*[]topics.Match)
 	matches := b.subs.Match(msg.Topic, from, b.isOnline, (*mp)[:0])
 	var targets []store.Target
@@ -68,6 +70,7 @@ func cloneIDs(ids []uint32) []uint32 {
 // deliver hands a committed message to its sessions. Stored targets the
 // store skipped (Seq 0: the session was dropped meanwhile) get nothing.
 func (r *routed) deliver(b *Broker) {
+	b.afterLimits(r) // queue limit decisions of the commit (queuelimit.go)
 	if r.ev != nil {
 		for i, t := range r.ev.Targets {
 			if t.Seq == 0 {
@@ -96,6 +99,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	b := c.b
 	s := c.sess
 	b.stats.MessagesReceived.Add(1)
+	if proceed, keep := c.admitPublish(p); !proceed { // aliases, quota, capabilities (inbound5.go)
+		return keep
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inbound[p.PacketID]
@@ -125,6 +131,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		msg.Props, msg.ExpiresAt = storedProps(p.Props, now)
 	}
 	r := b.route(msg, c.clientID, now.UnixNano())
+	b.limitQueues(r, true)
 	var evs []*store.Event
 	if r.ev != nil {
 		evs = append(evs, r.ev)
@@ -144,12 +151,17 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 			c.failCommit(err)
 			return
 		}
+		if r.refused() {
+			c.refuseQueueFull(p, r) // a subscriber's queue is full (queuelimit.go)
+			return
+		}
 		if msg.Retain {
 			b.setRetained(msg)
 		}
 		r.deliver(b)
 		switch p.QoS {
 		case 1:
+			c.inboundAcked(1)
 			c.send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
 		case 2:
 			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
@@ -175,6 +187,7 @@ func (c *conn) noMatch(r *routed) wire.ReasonCode {
 // for a persistent session) and answer PUBCOMP.
 func (c *conn) onPubrel(p *wire.Ack) {
 	s := c.sess
+	c.inboundReleased(p.PacketID)
 	s.mu.Lock()
 	_, known := s.inbound[p.PacketID]
 	delete(s.inbound, p.PacketID)
@@ -208,6 +221,10 @@ func (c *conn) onPubrel(p *wire.Ack) {
 func (c *conn) onDeliveryAck(p *wire.Ack) {
 	b := c.b
 	s := c.sess
+	if p.Kind == wire.PUBREC && c.version == wire.V5 && p.ReasonCode.IsError() {
+		c.onPubrecRefusal(p)
+		return
+	}
 	s.mu.Lock()
 	res, d := s.out.Ack(byte(p.Kind), p.PacketID)
 	s.mu.Unlock()
@@ -240,4 +257,25 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 		}
 		c.log.Debug("acknowledgement for unknown packet id ignored", "packet", p.Kind, "pid", p.PacketID)
 	}
+}
+
+// onPubrecRefusal handles a 5.0 PUBREC with an error code: the client
+// refused the message, the QoS 2 exchange is over (no PUBREL), and the
+// delivery leaves the window and the queue like an acknowledged one.
+func (c *conn) onPubrecRefusal(p *wire.Ack) {
+	s := c.sess
+	s.mu.Lock()
+	d, ok := s.out.Refused(p.PacketID)
+	s.mu.Unlock()
+	if !ok {
+		c.log.Debug("PUBREC with an error code for an unknown packet id ignored", "pid", p.PacketID, "reason", p.ReasonCode)
+		return
+	}
+	c.log.Info("client refused a QoS 2 delivery", "topic", d.Msg.Topic, "reason", p.ReasonCode)
+	if s.persistent {
+		c.acks = append(c.acks, &store.Event{Kind: store.EvDropped, Time: c.b.now().UnixNano(), Client: s.id, QSeq: d.Seq,
+			Reason: fmt.Sprintf("refused by the client with PUBREC 0x%02X", byte(p.ReasonCode))})
+	}
+	c.b.stats.MessagesDropped.Add(1)
+	c.wake()
 }

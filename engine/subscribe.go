@@ -26,10 +26,22 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 	if p.Props != nil && len(p.Props.SubscriptionIDs) > 0 {
 		subID = p.Props.SubscriptionIDs[0]
 	}
+	f := &b.opts.Features
+	if subID != 0 && f.NoSubscriptionIDs {
+		c.protocolError(wire.SubIDsNotSupported, "subscription identifiers are not available")
+		return
+	}
+	var reason string
 	for i, sub := range p.Subscriptions {
 		if err := wire.ValidateTopicFilter(sub.Filter); err != nil {
 			c.log.Info("subscription refused: invalid topic filter", "filter", sub.Filter, "err", err)
 			codes[i] = c.failCode(wire.TopicFilterInvalid)
+			reason = "invalid topic filter"
+			continue
+		}
+		if code, why := f.subscriptionRefusal(sub.Filter); code != 0 {
+			c.log.Info("subscription refused", "filter", sub.Filter, "why", why)
+			codes[i], reason = c.failCode(code), why
 			continue
 		}
 		_, _, shared, _ := wire.ParseSharedFilter(sub.Filter)
@@ -37,7 +49,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			c.protocolError(wire.ProtocolError, "no local on a shared subscription")
 			return
 		}
-		qos := min(sub.QoS, 2)
+		qos := min(sub.QoS, f.maxQoS())
 		ts := topics.Sub{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
 		isNew := b.subs.Subscribe(s.id, sub.Filter, ts)
 		codes[i] = wire.ReasonCode(qos)
@@ -60,7 +72,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			c.failCommit(err)
 			return
 		}
-		c.send(&wire.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+		c.send(&wire.Suback{PacketID: p.PacketID, ReasonCodes: codes, Props: c.reasonProps(reason)})
 		for _, r := range retained {
 			r.deliver(b)
 		}
@@ -77,7 +89,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint32, now int64) []*routed {
 	var out []*routed
 	b.retained.Match(filter, func(topic string, m *store.Message) bool {
-		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
+		if m.RetainedExpired(now) { // 5.0 expiry or server TTL, swept or not
 			return true
 		}
 		qos := min(m.QoS, granted)
@@ -93,6 +105,7 @@ func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint
 			r.ev = &store.Event{Kind: store.EvPublished, Time: now, Client: m.From, Msg: &body,
 				Targets: []store.Target{{Client: s.id, QoS: qos, Retain: true, SubIDs: ids}}}
 			r.stored = []*Session{s}
+			b.limitQueues(r, false)
 		} else {
 			r.volatile = []volatileDelivery{{s: s, d: session.Delivery{QoS: qos, Retain: true, SubIDs: ids, Msg: m}}}
 		}

@@ -12,15 +12,19 @@ package store
 //   - Every record decodes: sessions, subscriptions, queue entries, queue
 //     summaries, message bodies, refcounts, retained messages, events. Every
 //     key of a known family parses.
-//   - Every queue entry's message body exists; every body is referenced by
-//     some entry; c/<id> equals the number of referencing entries and is
-//     present exactly when that number is above 1.
+//   - Every queue entry's message body exists (inline in the entry, or m/ for
+//     a body shared by several entries); every m/ body is referenced by some
+//     entry without an inline body; c/<id> equals the number of referencing
+//     entries and is present exactly when that number is above 1.
+//   - The y/ queue expiry index holds exactly one key per entry whose
+//     message expires (QueueEntry.ExpiresAt).
 //   - Every queue summary n/ matches its entries (head, count, bytes, and no
 //     entry at or above next); every queue with entries has a summary.
 //   - Every client that owns subscriptions, queue entries, a queue summary
 //     or inbound packet ids has a session record.
 //   - Retained values hold their key's topic and a non-empty payload; the x/
-//     expiry index and the retained values' expiries agree both ways.
+//     expiry index and the retained values' deadlines (RetainedDeadline: 5.0
+//     expiry or server TTL) agree both ways.
 //   - LastSeq (of an open store) is what Open derives: max(meta/seq, last
 //     logged seq); the in-memory queue summaries equal the stored ones.
 //
@@ -61,6 +65,7 @@ const (
 	ProblemNoSession   ProblemKind = "no-session"   // keys owned by a client without a session record
 	ProblemRetained    ProblemKind = "retained"     // a retained value with the wrong topic or no payload
 	ProblemExpiryIndex ProblemKind = "expiry-index" // x/ and r/ disagree
+	ProblemQueueExpiry ProblemKind = "queue-expiry" // y/ and the queue entries disagree
 	ProblemSequence    ProblemKind = "sequence"     // LastSeq or meta/seq inconsistent
 	ProblemMemory      ProblemKind = "memory"       // in-memory state differs from the store (live stores)
 	ProblemLogGap      ProblemKind = "log-gap"      // warning: seqs missing inside the log
@@ -196,8 +201,10 @@ type checker struct {
 	counted  map[uint64]uint64
 	qinfos   map[string]QueueInfo
 	badQInfo map[string]bool
-	expiries map[string]int64 // retained topic -> ExpiresAt (0: none)
+	expiries map[string]int64 // retained topic -> RetainedDeadline (0: none)
 	indexed  map[string]bool
+	qexpiry  map[string]bool // y/ keys the entries call for; visited ones are deleted
+	qexpired [][]byte        // y/ keys that match no entry
 	prevSeq  uint64
 }
 
@@ -216,6 +223,7 @@ func newChecker(r pebble.Reader) *checker {
 		badQInfo: make(map[string]bool),
 		expiries: make(map[string]int64),
 		indexed:  make(map[string]bool),
+		qexpiry:  make(map[string]bool),
 	}
 }
 
@@ -339,6 +347,12 @@ func (c *checker) visit(key, val []byte) {
 		}
 		a.count++
 		a.bytes += e.Size
+		if e.ExpiresAt != 0 {
+			c.qexpiry[string(queueExpiryKey(nil, e.ExpiresAt, client, seq))] = true
+		}
+		if e.Body != nil {
+			return // inline body: no m/ reference
+		}
 		c.refs[e.MsgID]++
 		if len(c.refKeys[e.MsgID]) < 3 {
 			c.refKeys[e.MsgID] = append(c.refKeys[e.MsgID], clone(key))
@@ -374,7 +388,7 @@ func (c *checker) visit(key, val []byte) {
 			c.undecodable(key, fmt.Sprintf("retained message %q", topic), err)
 			return
 		}
-		c.expiries[topic] = m.ExpiresAt
+		c.expiries[topic] = m.RetainedDeadline()
 		if m.Topic != topic {
 			c.add(Problem{Kind: ProblemRetained, key: clone(key), Topic: topic, Detail: fmt.Sprintf("retained value of %q holds topic %q", topic, m.Topic)})
 		}
@@ -391,6 +405,13 @@ func (c *checker) visit(key, val []byte) {
 			c.add(Problem{Kind: ProblemExpiryIndex, key: clone(key), Topic: string(topic), Detail: fmt.Sprintf("expiry index entry (at %d) for %q matches no retained message", at, topic)})
 		}
 		c.indexed[string(topic)] = true
+	case famQExpiry:
+		// Keys sort by expiry time, not by queue: compared at the end.
+		if _, _, _, err := splitQueueExpiry(key); err != nil {
+			bad()
+			return
+		}
+		c.qexpired = append(c.qexpired, clone(key))
 	case famEvent:
 		seq, rest, err := splitU64(key)
 		if err != nil || len(rest) != 0 {
@@ -412,7 +433,7 @@ func (c *checker) visit(key, val []byte) {
 
 func knownFamily(f byte) bool {
 	switch f {
-	case famSession, famSub, famMsg, famRef, famQueue, famQInfo, famInbound, famRetained, famExpiry, famEvent:
+	case famSession, famSub, famMsg, famRef, famQueue, famQInfo, famInbound, famRetained, famExpiry, famQExpiry, famEvent:
 		return true
 	}
 	return false
@@ -495,6 +516,18 @@ func (c *checker) evaluate() {
 		c.add(Problem{Kind: ProblemNoSession, key: sessionKey(nil, client), Client: client,
 			Detail: fmt.Sprintf("client %q has %s but no session record", client, strings.Join(parts, ", "))})
 	}
+	for _, k := range c.qexpired {
+		if c.qexpiry[string(k)] {
+			delete(c.qexpiry, string(k))
+			continue
+		}
+		at, client, seq, _ := splitQueueExpiry(k)
+		c.add(Problem{Kind: ProblemQueueExpiry, key: k, Client: client, Detail: fmt.Sprintf("queue expiry index entry (at %d) for %q/%d matches no queue entry", at, client, seq)})
+	}
+	for _, k := range sortedKeys(c.qexpiry) {
+		at, client, seq, _ := splitQueueExpiry([]byte(k))
+		c.add(Problem{Kind: ProblemQueueExpiry, key: queueKey(nil, client, seq), Client: client, Detail: fmt.Sprintf("queue entry %q/%d expires at %d but is not in the queue expiry index", client, seq, at)})
+	}
 	for _, topic := range sortedKeys(c.expiries) {
 		if c.expiries[topic] != 0 && !c.indexed[topic] {
 			c.add(Problem{Kind: ProblemExpiryIndex, key: retainedKey(nil, topic), Topic: topic, Detail: fmt.Sprintf("retained %q expires but is not in the expiry index", topic)})
@@ -559,7 +592,7 @@ func sortedKeys[K interface{ ~string | ~uint64 }, V any](m map[K]V) []K {
 
 // KeyString renders a store key for people: s/<client>, u/<client>/<filter>,
 // q/<client>/<seq>, n/<client>, i/<client>/<pid>, m/<id>, c/<id>, r/<topic>,
-// x/<unix-ns>/<topic>, e/<seq>. Client ids and topics that are not printable
+// x/<unix-ns>/<topic>, y/<unix-ns>/<client>/<seq>, e/<seq>. Client ids and topics that are not printable
 // are quoted.
 func KeyString(k []byte) string {
 	if len(k) < 2 || k[1] != '/' {
@@ -597,6 +630,12 @@ func KeyString(k []byte) string {
 			return fmt.Sprintf("%q", k)
 		}
 		return fmt.Sprintf("x/%d/%s", at, printable(string(topic)))
+	case famQExpiry:
+		at, client, seq, err := splitQueueExpiry(k)
+		if err != nil {
+			return fmt.Sprintf("%q", k)
+		}
+		return fmt.Sprintf("y/%d/%s/%d", at, printable(client), seq)
 	}
 	return printable(string(k))
 }

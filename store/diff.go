@@ -152,7 +152,7 @@ func RenderValue(key, val []byte) string {
 			return fmt.Sprintf("undecodable %x", val)
 		}
 		return fmt.Sprint(n)
-	case famInbound, famExpiry:
+	case famInbound, famExpiry, famQExpiry:
 		return "(present)"
 	default:
 		return fmt.Sprintf("%x", val)

@@ -63,6 +63,10 @@ type SessionRow struct {
 	InboundQoS2   int    `json:"inbound_qos2"` // packet ids from the client awaiting PUBREL
 	Will          bool   `json:"will"`
 	Username      string `json:"username,omitempty"`
+	// ExpiresAt is when the offline session expires; WillAt when its
+	// delayed will is due (zero: not applicable).
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	WillAt    time.Time `json:"will_at,omitzero"`
 	// Damage describes what could not be read (empty when all is well).
 	Damage string `json:"damage,omitempty"`
 }
@@ -126,6 +130,8 @@ type QueueRow struct {
 	ExpiresAt   time.Time `json:"expires_at,omitzero"`
 	Preview     string    `json:"preview"`
 	Damage      string    `json:"damage,omitempty"`
+
+	inline bool // the body was in the entry
 }
 
 // RetainedRow is one line of `cairn inspect retained`.
@@ -158,6 +164,10 @@ type EventRow struct {
 	PacketID   uint16    `json:"packet_id,omitempty"`
 	InboundPID uint16    `json:"inbound_packet_id,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
+	// Publish under a queue limit: the entries dropped to make room
+	// (client#queue-seq), or the client whose full queue refused it all.
+	Dropped   []string `json:"dropped,omitempty"`
+	QueueFull string   `json:"queue_full,omitempty"`
 	// Session fields of session-opened / -closed / will-fired.
 	Connected *bool   `json:"connected,omitempty"`
 	Expiry    *uint32 `json:"expiry,omitempty"`
@@ -299,8 +309,7 @@ func iterRange(r pebble.Reader, lower, upper []byte, fn func(key, val []byte) er
 	return errors.Join(it.Error(), it.Close())
 }
 
-// errStop ends an iterRange early without an error.
-var errStop = errors.New("stop")
+// errStop (compact.go) ends an iterRange early without an error.
 
 func iterFamily(r pebble.Reader, fam byte, fn func(key, val []byte) error) error {
 	p := familyPrefix(fam)
@@ -353,6 +362,8 @@ func sessionRowOf(client string, ses *Session) SessionRow {
 		Expiry:         ses.ExpiryInterval,
 		Will:           ses.Will != nil,
 		Username:       ses.Username,
+		ExpiresAt:      nsTime(ses.ExpiresAt),
+		WillAt:         nsTime(ses.WillAt),
 	}
 	return row
 }
@@ -559,7 +570,9 @@ func (s *Store) SessionDetail(client string) (*SessionDetail, error) {
 				return nil
 			}
 			row := InflightRow{Seq: seq, PacketID: e.PacketID, State: StateName(e.State), QoS: e.QoS}
-			if m, err := readMessage(r, e.MsgID); err == nil && m != nil {
+			if e.Body != nil {
+				row.Topic = e.Body.Topic
+			} else if m, err := readMessage(r, e.MsgID); err == nil && m != nil {
 				row.Topic = m.Topic
 			}
 			d.Inflights = append(d.Inflights, row)
@@ -602,6 +615,9 @@ func (s *Store) QueueRows(client string, from uint64, limit int) ([]QueueRow, er
 				row.Damage = "entry does not decode: " + cause(err)
 			} else {
 				row.MsgID, row.QoS, row.Retain, row.State, row.PacketID, row.Size = e.MsgID, e.QoS, e.Retain, StateName(e.State), e.PacketID, e.Size
+				if m := e.Body; m != nil { // inline: the entry is the body's only reference
+					row.Topic, row.PublishedAt, row.ExpiresAt, row.Preview, row.inline = m.Topic, nsTime(m.PublishedAt), nsTime(m.ExpiresAt), Preview(m.Payload), true
+				}
 			}
 			out = append(out, row)
 			if limit > 0 && len(out) >= limit {
@@ -614,7 +630,7 @@ func (s *Store) QueueRows(client string, from uint64, limit int) ([]QueueRow, er
 		}
 		for i := range out {
 			row := &out[i]
-			if row.Damage != "" {
+			if row.Damage != "" || row.inline {
 				continue
 			}
 			m, err := readMessage(r, row.MsgID)
@@ -725,7 +741,17 @@ func EventRowOf(ev *Event) EventRow {
 		row.Topic, row.QoS, row.Size, row.Retain, row.MsgID = m.Topic, &q, &n, m.Retain, ev.MsgID
 	}
 	for _, tg := range ev.Targets {
+		if tg.Seq == 0 && ev.Limit != nil {
+			continue // not enqueued: its queue was full
+		}
 		row.Targets = append(row.Targets, fmt.Sprintf("%s#%d", tg.Client, tg.Seq))
+	}
+	for _, d := range ev.Dropped {
+		row.Dropped = append(row.Dropped, fmt.Sprintf("%s#%d", d.Client, d.Seq))
+	}
+	row.QueueFull = ev.QueueFull
+	if ev.Kind == EvBodyCollected {
+		row.MsgID = ev.MsgID
 	}
 	return row
 }

@@ -157,7 +157,11 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	// Join bodies in a second pass, outside the queue iterator; a body
 	// shared by consecutive entries (one client matched twice) is read once.
 	for i := range out {
-		if i > 0 && out[i].Entry.MsgID == out[i-1].Entry.MsgID {
+		if b := out[i].Entry.Body; b != nil {
+			out[i].Msg, out[i].Entry.Body = b, nil
+			continue
+		}
+		if i > 0 && out[i].Entry.MsgID == out[i-1].Entry.MsgID && out[i-1].Msg != nil {
 			out[i].Msg = out[i-1].Msg
 			continue
 		}
@@ -193,8 +197,10 @@ func (s *Store) message(id uint64) (*Message, error) {
 }
 
 // ForEachRetained calls fn for every retained message, in topic order,
-// skipping those whose ExpiresAt has passed (Options.Now). fn's error stops
-// the scan and is returned as is.
+// skipping those whose retained deadline (Message.RetainedDeadline: 5.0
+// expiry or server TTL) has passed at Options.Now, even if the compaction
+// task has not deleted them yet. fn's error stops the scan and is returned
+// as is.
 func (s *Store) ForEachRetained(fn func(*Message) error) error {
 	now := s.opts.Now().UnixNano()
 	return s.scanFamily(famRetained, func(key, val []byte) error {
@@ -202,7 +208,7 @@ func (s *Store) ForEachRetained(fn func(*Message) error) error {
 		if err := decode(key, val, m); err != nil {
 			return err
 		}
-		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
+		if m.RetainedExpired(now) {
 			return nil
 		}
 		return fn(m)

@@ -25,7 +25,7 @@ package store
 //	                                 the client owns if the log says the session
 //	                                 ended; otherwise recreated with defaults
 //	retained topic / empty payload   topic rewritten from the key / value deleted
-//	expiry index                     rebuilt from the retained values
+//	expiry indexes (x/, y/)          rebuilt from the retained values / entries
 //
 // Repair runs in passes: check, fix, commit (synced), check again. A pass
 // that finds undecodable records or bad keys fixes only those, because the
@@ -234,6 +234,8 @@ func (f *fixer) pass(rep *CheckReport) error {
 			err = f.retained(p)
 		case ProblemExpiryIndex:
 			err = f.expiryIndex(p)
+		case ProblemQueueExpiry:
+			err = f.queueExpiry(p)
 		case ProblemSequence:
 			if string(p.key) == string(keySeq) {
 				v := binary.BigEndian.AppendUint64(nil, f.c.rep.LastLogged)
@@ -270,7 +272,7 @@ func (f *fixer) undecodable(p Problem) error {
 		return f.set(k, &Subscription{QoS: 1}, "created", p.Kind, "unreadable and not in the log: recreated with QoS 1 (the original QoS is unknown)")
 	case famQueue:
 		client, seq, _ := queueKeySeq(k)
-		st, ok := f.log.entries[entryRef{client, seq}]
+		st, ok := f.log.entries[qRef{client, seq}]
 		switch {
 		case ok && st.entry != nil:
 			return f.set(k, st.entry, "restored", p.Kind, "queue entry rebuilt from event %d", st.seq)
@@ -409,6 +411,34 @@ func (f *fixer) expiryIndex(p Problem) error {
 	return nil
 }
 
+// queueExpiry deletes a y/ key that matches no entry, or adds the one an
+// expiring entry lacks.
+func (f *fixer) queueExpiry(p Problem) error {
+	if p.key[0] == famQExpiry {
+		return f.del(p.key, p.Kind, "matches no queue entry")
+	}
+	val, closer, err := f.db.Get(p.key)
+	if err != nil {
+		return err
+	}
+	var e QueueEntry
+	derr := decode(p.key, val, &e)
+	closer.Close()
+	if derr != nil {
+		return derr
+	}
+	client, seq, err := queueKeySeq(p.key)
+	if err != nil {
+		return err
+	}
+	k := queueExpiryKey(nil, e.ExpiresAt, client, seq)
+	if err := f.b.Set(k, nil, nil); err != nil {
+		return err
+	}
+	f.act(k, "created", p.Kind, "index entry of queue entry %q/%d added", client, seq)
+	return nil
+}
+
 // dropEntriesOf deletes the queue entries referencing messages whose bodies
 // are gone for good.
 func (f *fixer) dropEntriesOf(ids []uint64) error {
@@ -418,8 +448,14 @@ func (f *fixer) dropEntriesOf(ids []uint64) error {
 	}
 	return iterFamily(f.db, famQueue, func(key, val []byte) error {
 		var e QueueEntry
-		if decode(key, val, &e) != nil || !gone[e.MsgID] {
+		if decode(key, val, &e) != nil || e.Body != nil || !gone[e.MsgID] {
 			return nil
+		}
+		if e.ExpiresAt != 0 {
+			client, seq, _ := queueKeySeq(key)
+			if err := f.b.Delete(queueExpiryKey(nil, e.ExpiresAt, client, seq), nil); err != nil {
+				return err
+			}
 		}
 		return f.del(clone(key), ProblemMissingBody, "its message %d is gone and not in the log", e.MsgID)
 	})
@@ -429,21 +465,21 @@ func (f *fixer) dropEntriesOf(ids []uint64) error {
 type logIndex struct {
 	needSessions map[string]bool
 	needSubs     map[subRef]bool
-	needEntries  map[entryRef]bool
+	needEntries  map[qRef]bool
 	needBodies   map[uint64]bool
 	needRetained map[string]bool
 	needQSeq     map[string]bool
 
 	sessions map[string]sessionState
 	subs     map[subRef]subState
-	entries  map[entryRef]entryState2
+	entries  map[qRef]entryState2
 	bodies   map[uint64]*Message
 	retained map[string]retainedState
 	maxQSeq  map[string]uint64
 }
 
 type subRef struct{ client, filter string }
-type entryRef struct {
+type qRef struct {
 	client string
 	seq    uint64
 }
@@ -466,9 +502,9 @@ type retainedState struct {
 
 func newLogIndex() *logIndex {
 	return &logIndex{
-		needSessions: map[string]bool{}, needSubs: map[subRef]bool{}, needEntries: map[entryRef]bool{},
+		needSessions: map[string]bool{}, needSubs: map[subRef]bool{}, needEntries: map[qRef]bool{},
 		needBodies: map[uint64]bool{}, needRetained: map[string]bool{}, needQSeq: map[string]bool{},
-		sessions: map[string]sessionState{}, subs: map[subRef]subState{}, entries: map[entryRef]entryState2{},
+		sessions: map[string]sessionState{}, subs: map[subRef]subState{}, entries: map[qRef]entryState2{},
 		bodies: map[uint64]*Message{}, retained: map[string]retainedState{}, maxQSeq: map[string]uint64{},
 	}
 }
@@ -487,7 +523,7 @@ func (l *logIndex) want(p Problem, c *checker) {
 			l.needSubs[subRef{client, string(filter)}] = true
 		case famQueue:
 			client, seq, _ := queueKeySeq(k)
-			l.needEntries[entryRef{client, seq}] = true
+			l.needEntries[qRef{client, seq}] = true
 		case famMsg:
 			id, _, _ := splitU64(k)
 			l.needBodies[id] = true
@@ -529,6 +565,13 @@ func (l *logIndex) build(r pebble.Reader) error {
 	})
 }
 
+// removed records that the log removes entry r at seq.
+func (l *logIndex) removed(r qRef, seq uint64) {
+	if st, ok := l.entries[r]; ok && st.entry != nil {
+		l.entries[r] = entryState2{seq, nil}
+	}
+}
+
 func (l *logIndex) apply(ev *Event) {
 	switch ev.Kind {
 	case EvSessionOpened, EvSessionClosed, EvWillFired:
@@ -567,20 +610,37 @@ func (l *logIndex) apply(ev *Event) {
 			l.subs[r] = st
 		}
 	case EvPublished:
+		// Mirrors txn.published: a refused event (QueueFull) stored
+		// nothing; recorded drops removed entries first; a target with
+		// Seq 0 under a Limit was not enqueued; one enqueued target holds
+		// the body inline, several share m/<MsgID>.
 		m := ev.Msg
-		if m == nil {
+		if m == nil || ev.QueueFull != "" {
 			return
 		}
-		if l.needBodies[ev.MsgID] && len(ev.Targets) > 0 {
+		for _, d := range ev.Dropped {
+			l.removed(qRef{d.Client, d.Seq}, ev.Seq)
+		}
+		var enq []Target
+		for _, tg := range ev.Targets {
+			if tg.Seq != 0 || ev.Limit == nil {
+				enq = append(enq, tg)
+			}
+		}
+		if l.needBodies[ev.MsgID] && len(enq) > 1 {
 			l.bodies[ev.MsgID] = m
 		}
-		for _, tg := range ev.Targets {
+		for _, tg := range enq {
 			if l.needQSeq[tg.Client] {
 				l.maxQSeq[tg.Client] = max(l.maxQSeq[tg.Client], tg.Seq)
 			}
-			r := entryRef{tg.Client, tg.Seq}
+			r := qRef{tg.Client, tg.Seq}
 			if l.needEntries[r] {
-				l.entries[r] = entryState2{ev.Seq, &QueueEntry{MsgID: ev.MsgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: int64(len(m.Payload))}}
+				e := &QueueEntry{MsgID: ev.MsgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: int64(len(m.Payload)), ExpiresAt: m.ExpiresAt}
+				if len(enq) == 1 {
+					e.Body = m
+				}
+				l.entries[r] = entryState2{ev.Seq, e}
 			}
 		}
 		if m.Retain && l.needRetained[m.Topic] {
@@ -591,12 +651,11 @@ func (l *logIndex) apply(ev *Event) {
 			l.retained[m.Topic] = st
 		}
 	case EvAcked, EvDropped:
-		r := entryRef{ev.Client, ev.QSeq}
-		if st, ok := l.entries[r]; ok && st.entry != nil {
-			l.entries[r] = entryState2{ev.Seq, nil}
-		}
+		l.removed(qRef{ev.Client, ev.QSeq}, ev.Seq)
+	case EvBodyCollected:
+		delete(l.bodies, ev.MsgID)
 	case EvDelivered, EvPubrecReceived:
-		r := entryRef{ev.Client, ev.QSeq}
+		r := qRef{ev.Client, ev.QSeq}
 		if st, ok := l.entries[r]; ok && st.entry != nil {
 			e := *st.entry
 			if ev.Kind == EvDelivered {
@@ -608,7 +667,7 @@ func (l *logIndex) apply(ev *Event) {
 		}
 	case EvRetainedExpired:
 		if st, ok := l.retained[ev.Topic]; ok && st.msg != nil {
-			if ev.Time == 0 || (st.msg.ExpiresAt != 0 && st.msg.ExpiresAt <= ev.Time) {
+			if d := st.msg.RetainedDeadline(); ev.Time == 0 || (d != 0 && d <= ev.Time) {
 				l.retained[ev.Topic] = retainedState{ev.Seq, nil}
 			}
 		}

@@ -34,7 +34,7 @@ func newDamageFixture(t *testing.T, truncate bool) *damageFixture {
 	s := openTest(t, fs)
 	commitWait(t, s, true,
 		evOpen("c1"), evSub("c1", "t/#", 1), evOpen("c2"), evSub("c2", "t/#", 2),
-		evPub("t/1", "one", "c1", "c2"), evPub("t/2", "two", "c1"), evPub("t/3", "three", "c2"),
+		evPub("t/1", "one", "c1", "c2"), evPub("t/2", "two", "c1"), expiring(evPub("t/3", "three", "c2"), 9000),
 		evRetain("r/a", "ra", 5000), evRetain("r/b", "rb", 0),
 		evDelivered("c1", 1, 7),
 	)
@@ -106,10 +106,21 @@ func TestCheckAndRepair(t *testing.T) {
 		lost     []string // projection entries gone after repair
 		created  []string // projection entries added by repair
 	}{
-		{name: "body deleted, log intact", damage: func(db *pebble.DB) { _ = db.Delete(msgKey(nil, 6), pebble.Sync) },
-			problems: []string{"missing-body m/6"}, restored: true},
-		{name: "body deleted, log truncated", truncate: true, damage: func(db *pebble.DB) { _ = db.Delete(msgKey(nil, 6), pebble.Sync) },
-			problems: []string{"missing-body m/6"}, lost: []string{"m/6", "q/c1/2", "n/c1=h1,n3,c2,b6"}, created: []string{"n/c1=h1,n3,c1,b3"}},
+		// m/5 is shared by c1 and c2; the other messages are inline in
+		// their only queue entry.
+		{name: "body deleted, log intact", damage: func(db *pebble.DB) { _ = db.Delete(msgKey(nil, 5), pebble.Sync) },
+			problems: []string{"missing-body m/5"}, restored: true},
+		{name: "body deleted, log truncated", truncate: true, damage: func(db *pebble.DB) { _ = db.Delete(msgKey(nil, 5), pebble.Sync) },
+			problems: []string{"missing-body m/5"}, lost: []string{"m/5", "c/5=2", "q/c1/1", "q/c2/1", "n/c1=h1,n3,c2,b6", "n/c2=h1,n3,c2,b8"},
+			created: []string{"n/c1=h2,n3,c1,b3", "n/c2=h2,n3,c1,b5"}},
+		{name: "inline entry corrupt", damage: func(db *pebble.DB) { _ = db.Set(queueKey(nil, "c1", 2), garbage, pebble.Sync) },
+			problems: []string{"undecodable q/c1/2"}, restored: true},
+		{name: "inline entry corrupt, log truncated", truncate: true, damage: func(db *pebble.DB) { _ = db.Set(queueKey(nil, "c1", 2), garbage, pebble.Sync) },
+			problems: []string{"undecodable q/c1/2"}, lost: []string{"q/c1/2+body", "n/c1=h1,n3,c2,b6"}, created: []string{"n/c1=h1,n3,c1,b3"}},
+		{name: "queue expiry index entry lost", damage: func(db *pebble.DB) { _ = db.Delete(queueExpiryKey(nil, 9000, "c2", 2), pebble.Sync) },
+			problems: []string{"queue-expiry q/c2/2"}, restored: true},
+		{name: "queue expiry index entry forged", damage: func(db *pebble.DB) { _ = db.Set(queueExpiryKey(nil, 7, "c1", 1), nil, pebble.Sync) },
+			problems: []string{"queue-expiry y/7/c1/1"}, restored: true},
 		{name: "session record corrupt", damage: func(db *pebble.DB) { _ = db.Set(sessionKey(nil, "c2"), garbage, pebble.Sync) },
 			problems: []string{"undecodable s/c2"}, restored: true},
 		{name: "session record corrupt, log truncated", truncate: true, damage: func(db *pebble.DB) { _ = db.Set(sessionKey(nil, "c2"), garbage, pebble.Sync) },
@@ -180,4 +191,9 @@ func TestCheckAndRepair(t *testing.T) {
 			}
 		})
 	}
+}
+
+func expiring(ev *Event, at int64) *Event {
+	ev.Msg.ExpiresAt = at
+	return ev
 }

@@ -81,6 +81,7 @@ var families = []struct {
 	{famInbound, "inbound-qos2"},
 	{famRetained, "retained"},
 	{famExpiry, "retained-expiry"},
+	{famQExpiry, "queue-expiry"},
 	{famEvent, "events"},
 }
 

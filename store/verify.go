@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // VerifyError lists the invariant violations Verify found.
@@ -59,4 +61,19 @@ func (s *Store) copyQueues() map[string]QueueInfo {
 	s.qmu.RLock()
 	defer s.qmu.RUnlock()
 	return maps.Clone(s.queues)
+}
+
+// verifier iterates families of one reader, keeping the first error
+// (compact.go's orphan collection uses it).
+type verifier struct {
+	r   pebble.Reader
+	err error
+}
+
+// each iterates one family; decode or iteration errors stop the walk.
+func (v *verifier) each(fam byte, fn func(key, val []byte) error) {
+	if v.err != nil {
+		return
+	}
+	v.err = iterFamily(v.r, fam, fn)
 }

@@ -165,6 +165,9 @@ func renderSession(w io.Writer, d *store.SessionDetail, live bool) error {
 	exp := expiry(d.SessionRow)
 	if exp != "-" && exp != "never" {
 		exp += " after disconnect"
+		if !d.ExpiresAt.IsZero() {
+			exp += ", at " + d.ExpiresAt.Format(time.RFC3339) + " (" + expires(d.ExpiresAt) + ")"
+		}
 	}
 	row(tw, "expiry:", exp)
 	if d.Username != "" {
@@ -174,6 +177,9 @@ func renderSession(w io.Writer, d *store.SessionDetail, live bool) error {
 		will := fmt.Sprintf("%s qos %d retain %s, %d bytes: %s", m.Topic, m.QoS, yesNo(m.Retain), m.Size, m.Preview)
 		if m.Delay > 0 {
 			will += fmt.Sprintf(" (delay %ds)", m.Delay)
+		}
+		if !d.WillAt.IsZero() {
+			will += ", due " + expires(d.WillAt)
 		}
 		row(tw, "will:", will)
 	} else {
@@ -355,6 +361,12 @@ func eventDetail(r store.EventRow) string {
 		if len(r.Targets) > 0 {
 			add("to=%s", strings.Join(r.Targets, ","))
 		}
+		if len(r.Dropped) > 0 {
+			add("dropped=%s", strings.Join(r.Dropped, ","))
+		}
+		if r.QueueFull != "" {
+			add("refused: queue of %s full", r.QueueFull)
+		}
 		if r.InboundPID != 0 {
 			add("inbound-pid=%d", r.InboundPID)
 		}
@@ -370,6 +382,11 @@ func eventDetail(r store.EventRow) string {
 		add("packet-id=%d", r.PacketID)
 	case "retained-expired":
 		add("topic=%s", r.Topic)
+	case "body-collected":
+		add("msg=%d", r.MsgID)
+	}
+	if r.Reason != "" && r.Kind != "acked" && r.Kind != "dropped" && r.Kind != "pubrec-received" && r.Kind != "delivered" {
+		add("reason=%s", r.Reason)
 	}
 	return strings.Join(p, " ")
 }

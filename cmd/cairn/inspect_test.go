@@ -260,7 +260,7 @@ func TestInspectLiveAndOffline(t *testing.T) {
 
 	stats := live("inspect", "stats")
 	for _, want := range []string{"sessions         s/      3 ", "subscriptions    u/      3 ", "queue-entries    q/      5 ",
-		"message-bodies   m/      4 ", "refcounts        c/      1 ", "inbound-qos2     i/      1 ", "retained         r/      2 ",
+		"message-bodies   m/      1 ", "refcounts        c/      1 ", "queue-expiry     y/      0 ", "inbound-qos2     i/      1 ", "retained         r/      2 ",
 		"retained-expiry  x/      1 ", "events           e/      13 ", "event log:  seqs 1..13, last seq 13", "fsync:"} {
 		if !strings.Contains(stats, want) {
 			t.Errorf("stats lack %q:\n%s", want, stats)

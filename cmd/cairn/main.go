@@ -1,6 +1,7 @@
 // Command cairn is the Cairn MQTT broker and its tools: serve runs the
 // broker; inspect, replay, recover and backup look into and mend its store;
-// bench and passwd; version prints the build.
+// compact runs the compaction task on a stopped broker's store; bench and
+// passwd; version prints the build.
 package main
 
 import (
@@ -39,6 +40,7 @@ func newApp() *cli.App {
 			replayCommand(),
 			recoverCommand(),
 			backupCommand(),
+			compactCommand(),
 			benchCommand(),
 			passwdCommand(),
 			{

@@ -27,14 +27,19 @@ const damagedQueued = 200 // messages queued for rec-sub in the damage fixture
 // damageFixture builds, through a real broker, a stopped store in which the
 // persistent session rec-sub holds damagedQueued messages d/<i> = "msg-<i>"
 // (one synced commit each, all still in the WAL: the memtable never
-// flushed) and one retained message. It returns the directory.
+// flushed; rec-sub2 holds the same messages) and one retained message. It
+// returns the directory.
 func damageFixture(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "fixture")
 	lb := startLive(t, dir, nil)
-	s := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "rec-sub", Version: wire.V311})
-	s.subscribe(wire.Subscription{Filter: "d/#", QoS: 1})
-	s.disconnect()
+	// Two subscribers, so that the bodies are shared (m/ keys with a
+	// refcount) rather than inline in a single queue entry.
+	for _, id := range []string{"rec-sub", "rec-sub2"} {
+		s := dialMQTT(t, lb.addr, &wire.Connect{ClientID: id, Version: wire.V311})
+		s.subscribe(wire.Subscription{Filter: "d/#", QoS: 1})
+		s.disconnect()
+	}
 	p := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "rec-pub", Version: wire.V311, CleanStart: true})
 	p.publish(&wire.Publish{Topic: "status/rec", QoS: 1, PacketID: 1, Retain: true, Payload: []byte("kept")})
 	for i := range damagedQueued {
@@ -243,7 +248,7 @@ func TestRecoverDamagedStores(t *testing.T) {
 					_ = db.Delete(binary.BigEndian.AppendUint64([]byte("m/"), ids[10]), pebble.Sync)
 				})
 			},
-			check:      []string{fmt.Sprintf("error m/%d missing-body: message %d is missing but 1 queue entries reference it (q/rec-sub/11)", ids[10], ids[10])},
+			check:      []string{fmt.Sprintf("error m/%d missing-body: message %d is missing but 2 queue entries reference it (q/rec-sub/11, q/rec-sub2/11)", ids[10], ids[10])},
 			checkFails: true,
 			repair:     []string{fmt.Sprintf("restored m/%d missing-body: message body rebuilt from event %d", ids[10], ids[10])},
 		},

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 func serveFlags() []cli.Flag {
 	d := engine.DefaultOptions()
-	return []cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the flag names)", EnvVars: []string{"CAIRN_CONFIG"}},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1883", Usage: "TCP listener address", EnvVars: []string{"CAIRN_LISTEN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data", Value: "./cairn-data", Usage: "store directory", EnvVars: []string{"CAIRN_DATA"}}),
@@ -28,9 +29,12 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-queued-memory", Value: d.MaxQueuedMemory, Usage: "QoS 1/2 messages held in memory per session (persistent sessions keep the rest on disk)", EnvVars: []string{"CAIRN_MAX_QUEUED_MEMORY"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-packet-size", Value: int(d.MaxPacketSize), Usage: "largest packet accepted, bytes", EnvVars: []string{"CAIRN_MAX_PACKET_SIZE"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
+		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
+	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
+	return append(flags, maintFlags()...)  // compact.go
 }
 
 func serveCommand() *cli.Command {
@@ -57,6 +61,8 @@ type serveConfig struct {
 	Admin       string // admin endpoint address; "" disables it
 	MemTableMiB int
 	Engine      engine.Options
+	// CompactInterval is how often the compaction task runs (0: never).
+	CompactInterval time.Duration
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -88,7 +94,12 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	case cfg.MemTableMiB < 1 || cfg.MemTableMiB > 4096:
 		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
 	}
-	return cfg, nil
+	var err error
+	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
+		return cfg, err
+	}
+	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c) // compact.go
+	return cfg, err
 }
 
 func serve(c *cli.Context) error {
@@ -99,6 +110,16 @@ func serve(c *cli.Context) error {
 	log, err := newLogger(c, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	dir := cfg.Data
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
@@ -124,7 +145,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
-		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "took", rep.Took)
+		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -137,6 +158,7 @@ func serve(c *cli.Context) error {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(l) }()
+	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -147,6 +169,7 @@ func serve(c *cli.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	stopCompaction()
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
