@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -55,6 +56,15 @@ func startAdmin(addr, dataDir string, st *store.Store, b *engine.Broker, log *sl
 	}
 	log.Info("admin endpoint listening", "addr", a.addr)
 	return a, nil
+}
+
+// handle registers another endpoint on the admin server (for example
+// Prometheus metrics, or a compaction trigger); nothing when the endpoint
+// is disabled.
+func (a *adminEndpoint) handle(pattern string, h http.Handler) {
+	if a != nil {
+		a.srv.Handle(pattern, h)
+	}
 }
 
 // setReady makes /readyz answer 200.

@@ -67,3 +67,23 @@ func TestServeAdminEndpoint(t *testing.T) {
 		t.Fatalf("inspect of the stopped store: %s", out)
 	}
 }
+
+// Other parts of Cairn add endpoints to the running admin server.
+func TestAdminEndpointHandle(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	lb := startLive(t, dir, nil)
+	lb.adm.handle("GET /metrics", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "cairn_up 1\n")
+	}))
+	resp, err := http.Get("http://" + lb.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "cairn_up 1\n" {
+		t.Fatalf("/metrics: %d %q", resp.StatusCode, body)
+	}
+	var disabled *adminEndpoint
+	disabled.handle("GET /x", http.NotFoundHandler()) // a disabled endpoint ignores it
+}
