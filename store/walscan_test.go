@@ -145,3 +145,45 @@ func TestOpenRefusesSyncedDamagePebbleWouldDrop(t *testing.T) {
 		t.Fatalf("after salvage: pebble alone kept %d, now queue %+v, LastSeq %d", logged, qi, s.LastSeq())
 	}
 }
+
+// BenchmarkScanWAL measures the scan Open runs on the newest WAL
+// (checkNewestWAL), over the largest WAL of a store filled with 60 MB.
+func BenchmarkScanWAL(b *testing.B) {
+	fs := vfs.NewMem()
+	opts := testOptions(fs)
+	opts.MemTableSize = 256 << 20
+	s, err := Open("db", opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := strings.Repeat("x", 1000)
+	for i := 0; i < 60000; i++ {
+		if err := s.Commit([]*Event{evPub("t", payload, "c1")}, false, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	// Pebble grows its memtable (and so its WAL) from small to
+	// MemTableSize: scan the largest WAL it wrote.
+	names, _ := ListWALs(fs, "db")
+	var big *WALFile
+	for _, n := range names {
+		w, err := ScanWAL(fs, "db", n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if big == nil || w.Size > big.Size {
+			big = w
+		}
+	}
+	b.SetBytes(big.Size)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := ScanWAL(fs, "db", big.Name); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(big.Size)/(1<<20), "MiB/wal")
+}

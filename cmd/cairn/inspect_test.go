@@ -221,8 +221,15 @@ func TestInspectLiveAndOffline(t *testing.T) {
 	sameText(t, "sessions (offline)", off("inspect", "sessions"), golden(goldenSessionsOffline))
 	sameText(t, "session sub-a (offline)", off("inspect", "session", "sub-a"), golden(goldenSessionA))
 	sameText(t, "session sub-b (offline)", off("inspect", "session", "sub-b"), golden(goldenSessionBOffline))
+	// sub-b's message is in flight on its connection: live shows it sent
+	// with its packet id, a stopped store shows it queued (it is resent).
+	liveB, offB := live("inspect", "queue", "sub-b"), off("inspect", "queue", "sub-b")
+	if !strings.Contains(squeeze(liveB), "1 7 sensors/temp 1 sent 1 4 1m30s never 21.5") ||
+		!strings.Contains(squeeze(offB), "1 7 sensors/temp 1 queued - 4 1m30s never 21.5") {
+		t.Errorf("queue sub-b live:\n%s\noffline:\n%s", liveB, offB)
+	}
 	for _, args := range [][]string{
-		{"inspect", "queue", "sub-a"}, {"inspect", "queue", "sub-b"}, {"inspect", "queue", "sub-a", "--from", "2", "--limit", "1"},
+		{"inspect", "queue", "sub-a"}, {"inspect", "queue", "sub-a", "--from", "2", "--limit", "1"},
 		{"inspect", "retained"}, {"inspect", "retained", "status/+"}, {"inspect", "retained", "#"},
 		{"inspect", "events"}, {"inspect", "events", "--type", "published,released", "--from", "8"},
 		{"inspect", "events", "--client", "sub-b"},

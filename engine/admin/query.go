@@ -67,7 +67,24 @@ func (q Query) Queue(id string, from uint64, limit int) ([]store.QueueRow, error
 	if id == "" {
 		return nil, badf("a client id is required")
 	}
-	return q.Store.QueueRows(id, from, limit)
+	rows, err := q.Store.QueueRows(id, from, limit)
+	if err != nil || q.Broker == nil {
+		return rows, err
+	}
+	// A connected session's window: what it was sent and has not
+	// acknowledged yet (the store records only PUBREC states).
+	if in, ok := q.Broker.Inflight(id); ok {
+		bySeq := make(map[uint64]store.InflightRow, len(in))
+		for _, r := range in {
+			bySeq[r.Seq] = r
+		}
+		for i := range rows {
+			if r, ok := bySeq[rows[i].Seq]; ok {
+				rows[i].State, rows[i].PacketID = r.State, r.PacketID
+			}
+		}
+	}
+	return rows, nil
 }
 
 // Retained returns the retained messages matching filter, an MQTT topic
