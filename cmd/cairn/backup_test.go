@@ -71,6 +71,21 @@ func TestBackupLiveAndStopped(t *testing.T) {
 	if _, err := runCLI(t, "backup", live, "--admin", lb.admin); err == nil {
 		t.Fatal("backup into an existing directory succeeded")
 	}
+	// The tools that need a stopped store work on a running broker through
+	// a fresh checkpoint.
+	if out := mustCLI(t, "recover", "--check", "--admin", lb.admin); !strings.Contains(out, "checking a fresh checkpoint of the broker at "+lb.admin) || !strings.Contains(out, "the store is healthy") {
+		t.Fatalf("recover --check --admin: %s", out)
+	}
+	rebuilt := filepath.Join(t.TempDir(), "rebuilt")
+	if out := mustCLI(t, "replay", "--into", rebuilt, "--admin", lb.admin); !strings.Contains(out, "into "+rebuilt) {
+		t.Fatalf("replay --into --admin: %s", out)
+	}
+	if n := strings.Count(mustCLI(t, "inspect", "queue", "bk-sub", "--limit", "0", "--json", "--data", rebuilt), `"topic":"bk/a"`); n != 50 {
+		t.Fatalf("the store rebuilt from a live checkpoint holds %d of the 50 messages", n)
+	}
+	if _, err := runCLI(t, "recover", "--repair", "--admin", lb.admin); err == nil || !strings.Contains(err.Error(), "works on a stopped store") {
+		t.Fatalf("recover --repair --admin: %v", err)
+	}
 
 	lb.stop()
 	stopped := filepath.Join(t.TempDir(), "stopped")
