@@ -31,6 +31,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
 	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
 	flags = append(flags, storeFlags()...) // storeflags.go
@@ -58,6 +59,7 @@ func serveCommand() *cli.Command {
 type serveConfig struct {
 	Listen      string
 	Data        string
+	Admin       string // admin endpoint address; "" disables it
 	MemTableMiB int
 	// MinFreeSpace is store.Options.MinFreeSpace (storeflags.go).
 	MinFreeSpace int64
@@ -70,6 +72,7 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		Listen:      c.String("listen"),
 		Data:        c.String("data"),
+		Admin:       c.String("admin"),
 		MemTableMiB: c.Int("memtable-size"),
 		Engine: engine.Options{
 			MaxInflight:     c.Int("max-inflight"),
@@ -128,18 +131,25 @@ func serve(c *cli.Context) error {
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20,
 		MinFreeSpace: cfg.MinFreeSpace, FS: storeFS(c)})
 	if err != nil {
-		var ce *store.CorruptionError
-		if errors.As(err, &ce) {
-			return fmt.Errorf("the store in %s is damaged; the broker did not start and dropped nothing: %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
 		}
 		return fmt.Errorf("opening the store in %s: %w", dir, err)
 	}
 	defer st.Close()
 	cfg.Engine.Logger = log
 	b := engine.New(st, cfg.Engine)
+	adm, err := startAdmin(cfg.Admin, dir, st, b, log)
+	if err != nil {
+		return err
+	}
+	defer adm.stop()
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
-		return restoreError(dir, err) // storeflags.go
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
+		}
+		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
@@ -149,6 +159,7 @@ func serve(c *cli.Context) error {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
+	adm.setReady()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -169,6 +180,7 @@ func serve(c *cli.Context) error {
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
+	adm.stop()
 	if err := st.Close(); err != nil {
 		if ferr := st.Err(); ferr != nil {
 			return storeFailedError(ferr) // exit non-zero (storeflags.go)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,8 +11,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
-
-	"github.com/cairn-mqtt/cairn/store"
 )
 
 // Flags of `cairn serve` about the store's disk: the free-space reserve,
@@ -99,17 +96,6 @@ func (f *fakeSpaceFS) GetDiskUsage(dir string) (vfs.DiskUsage, error) {
 }
 
 func (f *fakeSpaceFS) Unwrap() vfs.FS { return f.FS }
-
-// restoreError is what serve returns when recovery fails: a corruption met
-// while reading the store back (an sstable block whose checksum fails, say)
-// gets the same pointer to `cairn recover` as one met by Open.
-func restoreError(dir string, err error) error {
-	var ce *store.CorruptionError
-	if errors.As(err, &ce) {
-		return fmt.Errorf("the store in %s is damaged; the broker did not start and dropped nothing: %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
-	}
-	return err
-}
 
 // storeFailedError is what serve returns after the store failed.
 func storeFailedError(err error) error {
