@@ -90,3 +90,17 @@ func quietLogger() *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
+
+// waitStoredOffline waits until the sessions are stored as offline: a client
+// sees its socket closed before the broker has marked the session offline
+// (with its disconnect time), and a test that moves the clock or runs the
+// compaction task must not overtake that.
+func waitStoredOffline(t testing.TB, tb *testBroker, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		waitFor(t, 5*time.Second, "session "+id+" stored offline", func() bool {
+			s := storedSession(t, tb, id)
+			return s != nil && !s.Connected
+		})
+	}
+}
