@@ -45,6 +45,7 @@ type conn struct {
 	// acks are finished deliveries (EvAcked) not yet committed: the reader
 	// gathers the acknowledgements of one read buffer into one commit.
 	acks []*store.Event
+	sec  connSecurity // listener, user, limits (limits.go, authz.go)
 
 	wmu     sync.Mutex
 	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
@@ -64,7 +65,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		nc:         nc,
 		r:          wire.NewReader(nc, b.opts.MaxPacketSize),
 		log:        b.log.With("remote", nc.RemoteAddr().String()),
-		pl:         newPipeline(b.opts.MaxPipeline),
+		pl:         newPipeline(b.opts.MaxPipeline, b.opts.Limits.MaxInboundBytes),
 		wakeCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -77,6 +78,11 @@ func (c *conn) run() {
 	defer c.b.forgetConn(c)
 	defer close(c.finished)
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
+	if !c.handshake() {
+		close(c.writerDone)
+		c.nc.Close()
+		return
+	}
 	pkt, err := c.r.ReadPacket(0)
 	if err != nil {
 		c.refuseBadConnect(err)
@@ -118,8 +124,10 @@ func (c *conn) refuseBadConnect(err error) {
 		c.writeNow(&wire.Connack{ReasonCode: wire.ConnRefusedProtocolVersion}, wire.V311)
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
 		c.log.Warn("closing connection: malformed CONNECT", "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.b.stats.Security.ConnectTimeouts.Add(1)
 		c.log.Info("closing connection: no CONNECT in time", "timeout", c.b.opts.ConnectTimeout)
 	case errors.Is(err, io.EOF):
 		c.log.Debug("connection closed before CONNECT")
@@ -198,6 +206,7 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
 		c.log.Warn("closing connection: bad packet", "err", err)
 		c.disconnectWith(we.Code)
 		c.closeWith(endProtocol)

@@ -67,6 +67,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		}
 	}
 	if len(id) > b.opts.MaxClientIDLen || !utf8.ValidString(id) {
+		b.stats.Security.ClientIDRejected.Add(1)
 		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "client id too long or not UTF-8", "len", len(id))
 	}
 	if p.Will != nil {
@@ -89,12 +90,18 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 			return c.refuse(wire.ConnRefusedNotAuthorized, wire.BadAuthenticationMethod, "unsupported authentication method", "method", p.Props.AuthMethod)
 		}
 	}
+	if !c.admitConnect(p, id) {
+		return false
+	}
 	expiry := sessionExpiry(p)
 
 	unlock := b.connects.lock(id)
 	defer unlock()
 
 	old := b.lookup(id)
+	if old != nil && !c.mayTake(old) {
+		return false
+	}
 	if old != nil {
 		old.mu.Lock()
 		oc := old.conn
@@ -120,7 +127,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		ExpiryInterval: expiry,
 		Connected:      true,
 		ConnectedAt:    now.UnixNano(),
-		Username:       p.Username,
+		Username:       c.sec.user,
 	}
 	if p.Will != nil {
 		rec.Will = willRecord(p.Will)
@@ -129,7 +136,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	var evs []*store.Event
 	present := false
 	s := old
-	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent) {
+	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent || c.replaces(s)) {
 		evs = append(evs, b.dropSession(s, now)...)
 		s = nil
 	}
@@ -152,6 +159,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		} else {
 			s = b.newSession(id, false, 0, 0, 0)
 		}
+		s.user = c.sec.user
 		b.mu.Lock()
 		b.sessions[id] = s
 		b.mu.Unlock()

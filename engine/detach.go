@@ -41,7 +41,7 @@ func (b *Broker) detach(c *conn) {
 
 	var evs []*store.Event
 	var r *routed
-	if will != nil {
+	if will != nil && b.willAllowed(s, will) {
 		r = b.routeWill(s.id, will, now)
 		if r.ev != nil {
 			evs = append(evs, r.ev)
@@ -101,6 +101,7 @@ func (b *Broker) RestoreSession(st *store.SessionState) {
 	id := st.Session.ClientID
 	s := b.newSession(id, true, st.Queue.Head, st.Queue.Next, st.Queue.Head+uint64(b.opts.MaxInflight))
 	s.rec = st.Session
+	s.user = st.Session.Username
 	s.will = st.Session.Will
 	for _, pid := range st.InboundPIDs {
 		s.inbound[pid] = struct{}{}
@@ -140,7 +141,7 @@ func (b *Broker) FinishRestore() (wills int, err error) {
 		s.mu.Unlock()
 		evs := []*store.Event{{Kind: store.EvSessionClosed, Time: now.UnixNano(), Client: s.id, Session: &rec}}
 		var r *routed
-		if will != nil {
+		if will != nil && b.willAllowed(s, will) {
 			r = b.routeWill(s.id, will, now)
 			if r.ev != nil {
 				evs = append(evs, r.ev)

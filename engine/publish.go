@@ -36,7 +36,7 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	var targets []store.Target
 	for _, m := range matches {
 		s := b.lookup(m.Client)
-		if s == nil {
+		if s == nil || !b.mayReceive(s, msg.Topic) {
 			continue
 		}
 		r.matched++
@@ -96,6 +96,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	b := c.b
 	s := c.sess
 	b.stats.MessagesReceived.Add(1)
+	if ok, keep := c.admitPublish(p); !ok {
+		return keep
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inbound[p.PacketID]
@@ -139,7 +142,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.ev.InboundPID = p.PacketID
 	}
 	durable := p.QoS > 0 && len(evs) > 0
-	st := c.pl.add(func(err error) {
+	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
 		if err != nil {
 			c.failCommit(err)
 			return
@@ -150,6 +153,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.deliver(b)
 		switch p.QoS {
 		case 1:
+			c.qos1Done()
 			c.send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
 		case 2:
 			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})

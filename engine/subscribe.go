@@ -32,6 +32,10 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			codes[i] = c.failCode(wire.TopicFilterInvalid)
 			continue
 		}
+		if code, ok := c.admitFilter(sub.Filter); !ok {
+			codes[i] = code
+			continue
+		}
 		_, _, shared, _ := wire.ParseSharedFilter(sub.Filter)
 		if shared && sub.NoLocal && c.version == wire.V5 {
 			c.protocolError(wire.ProtocolError, "no local on a shared subscription")
@@ -77,7 +81,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint32, now int64) []*routed {
 	var out []*routed
 	b.retained.Match(filter, func(topic string, m *store.Message) bool {
-		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
+		if m.ExpiresAt != 0 && m.ExpiresAt <= now || !b.mayReceive(s, topic) {
 			return true
 		}
 		qos := min(m.QoS, granted)
