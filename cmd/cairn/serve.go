@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +19,7 @@ import (
 
 func serveFlags() []cli.Flag {
 	d := engine.DefaultOptions()
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the flag names)", EnvVars: []string{"CAIRN_CONFIG"}},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1883", Usage: "TCP listener address", EnvVars: []string{"CAIRN_LISTEN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data", Value: "./cairn-data", Usage: "store directory", EnvVars: []string{"CAIRN_DATA"}}),
@@ -29,7 +28,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-packet-size", Value: int(d.MaxPacketSize), Usage: "largest packet accepted, bytes", EnvVars: []string{"CAIRN_MAX_PACKET_SIZE"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
-	}
+	}, securityFlags()...)
 }
 
 func serveCommand() *cli.Command {
@@ -55,6 +54,7 @@ type serveConfig struct {
 	Data        string
 	MemTableMiB int
 	Engine      engine.Options
+	Sec         securityConfig
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -85,7 +85,7 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	case cfg.MemTableMiB < 1 || cfg.MemTableMiB > 4096:
 		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
 	}
-	return cfg, nil
+	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine)
 }
 
 func serve(c *cli.Context) error {
@@ -97,6 +97,11 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	policy, err := newPolicy(&cfg.Sec)
+	if err != nil {
+		return err
+	}
+	cfg.Engine.Auth = policy
 	dir := cfg.Data
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
 	if err != nil {
@@ -116,16 +121,18 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "took", rep.Took)
 
-	l, err := net.Listen("tcp", cfg.Listen)
+	logAuth(log, &cfg.Sec, policy)
+	served := make(chan error, 2)
+	closeListeners, err := serveListeners(b, &cfg, log, served)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		return err
 	}
-	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
+	defer closeListeners()
+	stopHUP := reloadOnHUP(b, log)
+	defer stopHUP()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- b.Serve(l) }()
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
