@@ -194,9 +194,11 @@ func (f *fakeAuth) Authenticate(l *auth.Login) auth.Verdict {
 	return auth.Verdict{Outcome: auth.Accepted, User: l.Username}
 }
 
-func (f *fakeAuth) CanPublish(u, c, t string) bool   { return f.publish == nil || f.publish(u, c, t) }
-func (f *fakeAuth) CanSubscribe(u, c, t string) bool { return f.subscribe == nil || f.subscribe(u, c, t) }
-func (f *fakeAuth) CanReceive(u, c, t string) bool   { return f.receive == nil || f.receive(u, c, t) }
+func (f *fakeAuth) CanPublish(u, c, t string) bool { return f.publish == nil || f.publish(u, c, t) }
+func (f *fakeAuth) CanSubscribe(u, c, t string) bool {
+	return f.subscribe == nil || f.subscribe(u, c, t)
+}
+func (f *fakeAuth) CanReceive(u, c, t string) bool { return f.receive == nil || f.receive(u, c, t) }
 
 // testCA is a certificate authority made for a test.
 type testCA struct {

@@ -7,7 +7,9 @@ import (
 	"github.com/cairn-mqtt/cairn/store"
 )
 
-func sized(n int) *store.Message { return &store.Message{Topic: "t", Payload: bytes.Repeat([]byte("x"), n)} }
+func sized(n int) *store.Message {
+	return &store.Message{Topic: "t", Payload: bytes.Repeat([]byte("x"), n)}
+}
 
 // TestMemBytesClean: a clean session's queue refuses what would take it
 // over MemBytes (QoS 0 and QoS 1/2 together), and takes again once sending
