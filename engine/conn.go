@@ -150,6 +150,9 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 // readLoop reads packets until the connection ends.
 func (c *conn) readLoop() {
 	for {
+		if !c.waitWriter() {
+			return
+		}
 		if c.keepAlive > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		} else {

@@ -7,6 +7,12 @@
 // state becomes a step whose events are committed to the store; the step's
 // acknowledgement and its deliveries to subscribers run only when the store
 // reports the commit synced, and always in the order the packets arrived.
-// Subpackages: topics (subscription trie, retained index) and session
-// (outbound window and packet identifiers).
+// Security has three files of its own: listener.go (listeners, TLS
+// handshake, connection limits), authz.go (the Authorizer hook: CONNECT,
+// PUBLISH, SUBSCRIBE, deliveries, wills; reload) and limits.go (every
+// per-client limit and its answer, and the counters).
+// Subpackages: topics (subscription trie, retained index), session
+// (outbound window and packet identifiers), auth (password and ACL files,
+// failed-login limiter, Policy) and listen (TLS configuration, connection
+// limiter).
 package engine

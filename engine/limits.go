@@ -29,6 +29,7 @@ import (
 //	                          messages awaiting their commit exceed MaxInboundBytes
 //	publish rate              the reader pauses until the client is within its rate (TCP
 //	                          back-pressure: nothing is lost, the client is slowed down)
+//	unread acknowledgements   the reader pauses while maxQueuedControl packets wait for the writer
 //	outbound queue            MaxQueuedMemory / MaxQueuedQoS0 messages and MaxQueuedBytes in
 //	                          memory per client; a persistent session's overflow stays on
 //	                          disk, a clean session's (and QoS 0) is dropped and counted
@@ -125,6 +126,7 @@ type SecurityStats struct {
 	PublishThrottled       atomic.Int64 // PUBLISH packets that waited for the rate limit
 	QueueFull              atomic.Int64 // deliveries dropped: a clean session's (or QoS 0) queue full
 	AcceptErrors           atomic.Int64 // accept failures retried (out of file descriptors, say)
+	ReaderPaused           atomic.Int64 // readers paused: the client does not read its acknowledgements
 }
 
 // Counter is one named counter value.
@@ -159,6 +161,7 @@ func (b *Broker) SecurityCounters() []Counter {
 		{"publish_throttled", "PUBLISH packets delayed by the publish rate limit", s.PublishThrottled.Load()},
 		{"queue_full_dropped", "deliveries dropped because a clean session's queue was full", s.QueueFull.Load()},
 		{"accept_errors", "accept failures retried", s.AcceptErrors.Load()},
+		{"reader_paused", "readers paused because their client does not read its acknowledgements", s.ReaderPaused.Load()},
 	}
 }
 
@@ -183,20 +186,20 @@ func (c *conn) admitFilter(filter string) (code wire.ReasonCode, ok bool) {
 	b := c.b
 	if !b.topicOK(filter) {
 		b.stats.Security.TopicRejected.Add(1)
-		c.log.Info("subscription refused: topic filter over the length or level limit", "len", len(filter),
+		c.logRefusal("subscription refused: topic filter over the length or level limit", "len", len(filter),
 			"max_len", b.opts.Limits.MaxTopicLength, "max_levels", b.opts.Limits.MaxTopicLevels)
 		return c.failCode(wire.TopicFilterInvalid), false
 	}
 	if !c.maySubscribe(filter) {
 		b.stats.Security.SubscribeDenied.Add(1)
-		c.log.Info("subscription refused: not authorized", "filter", filter, "user", c.sec.user)
+		c.logRefusal("subscription refused: not authorized", "filter", filter, "user", c.sec.user)
 		return c.failCode(wire.NotAuthorized), false
 	}
 	if max := b.opts.Limits.MaxSubscriptions; max > 0 {
 		n, has := b.subs.ClientHas(c.sess.id, filter)
 		if !has && n >= max {
 			b.stats.Security.SubscriptionsExceeded.Add(1)
-			c.log.Info("subscription refused: subscription limit reached", "filter", filter, "max", max)
+			c.logRefusal("subscription refused: subscription limit reached", "filter", filter, "max", max)
 			return c.failCode(wire.QuotaExceeded), false
 		}
 	}
@@ -222,13 +225,13 @@ func (c *conn) admitPublish(p *wire.Publish) (ok, keep bool) {
 			return false, c.protocolError(wire.TopicNameInvalid, "topic name over the length or level limit",
 				"len", len(p.Topic), "max_len", b.opts.Limits.MaxTopicLength, "max_levels", b.opts.Limits.MaxTopicLevels)
 		}
-		c.log.Info("PUBLISH refused: topic name over the length or level limit", "len", len(p.Topic), "qos", p.QoS)
+		c.logRefusal("PUBLISH refused: topic name over the length or level limit", "len", len(p.Topic), "qos", p.QoS)
 		c.answerPublish(p, wire.TopicNameInvalid)
 		return false, true
 	}
 	if !c.mayPublish(p.Topic) {
 		b.stats.Security.PublishDenied.Add(1)
-		c.log.Info("PUBLISH refused: not authorized", "topic", p.Topic, "user", c.sec.user, "qos", p.QoS, "retain", p.Retain)
+		c.logRefusal("PUBLISH refused: not authorized", "topic", p.Topic, "user", c.sec.user, "qos", p.QoS, "retain", p.Retain)
 		c.answerPublish(p, wire.NotAuthorized)
 		return false, true
 	}
@@ -388,6 +391,55 @@ type connSecurity struct {
 	qos1In  atomic.Int32
 	rate    rateState
 	pageAvg int // writer: average message size of the last page read from the store
+	refused int // refusals logged at info level (reader goroutine)
+}
+
+// refusalLogs is how many refusals of single subscriptions or messages a
+// connection logs at info level; the rest go to debug (they are all
+// counted), so that a subscribe bomb cannot flood the log.
+const refusalLogs = 10
+
+// logRefusal logs the refusal of one subscription or message.
+func (c *conn) logRefusal(msg string, args ...any) {
+	c.sec.refused++
+	switch {
+	case c.sec.refused < refusalLogs:
+		c.log.Info(msg, args...)
+	case c.sec.refused == refusalLogs:
+		c.log.Info(msg+" (further refusals on this connection are logged at debug level)", args...)
+	default:
+		c.log.Debug(msg, args...)
+	}
+}
+
+// maxQueuedControl bounds the packets (acknowledgements, PINGRESP, ...)
+// waiting for a connection's writer. They are answers to the client's own
+// packets, so a client that sends without reading what it is sent is held
+// back here: its reader stops taking packets until the writer catches up.
+const maxQueuedControl = 1024
+
+// waitWriter pauses the reader while the writer has maxQueuedControl
+// packets or more to write. It returns false if the connection ended.
+func (c *conn) waitWriter() bool {
+	logged := false
+	for {
+		c.wmu.Lock()
+		n := len(c.ctl)
+		c.wmu.Unlock()
+		if n < maxQueuedControl {
+			return true
+		}
+		if !logged {
+			logged = true
+			c.b.stats.Security.ReaderPaused.Add(1)
+			c.log.Debug("client does not read its acknowledgements; pausing its reader", "queued", n)
+		}
+		select {
+		case <-c.done:
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // countWireError counts the decoding errors that are limits.

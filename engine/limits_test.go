@@ -388,3 +388,38 @@ func TestSlowConsumerBounded(t *testing.T) {
 		t.Fatalf("a persistent session's messages were dropped: %d", got-dropped)
 	}
 }
+
+// TestUnreadAcksBounded: a client that publishes QoS 1 without ever
+// reading its PUBACKs is held back (its reader pauses once the writer has
+// maxQueuedControl packets waiting) instead of the acknowledgements piling
+// up in memory; other clients are served meanwhile.
+func TestUnreadAcksBounded(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	nc := dialFrom(t, tb.addr, "127.0.0.1")
+	b, _ := wire.AppendPacket(nil, &wire.Connect{Version: wire.V311, ClientID: "deaf", CleanStart: true}, wire.V311)
+	if _, err := nc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	var batch []byte
+	for i := range 4096 {
+		batch, _ = wire.AppendPacket(batch, &wire.Publish{Topic: "t", QoS: 1, PacketID: uint16(i%65535 + 1)}, wire.V311)
+	}
+	blocked := false
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end) && !blocked; {
+		_ = nc.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := nc.Write(batch); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatal(err)
+			}
+			blocked = true
+		}
+	}
+	if !blocked {
+		t.Fatal("the broker kept reading from a client that reads nothing")
+	}
+	if n := tb.b.Stats().Security.ReaderPaused.Load(); n < 1 {
+		t.Fatalf("ReaderPaused = %d", n)
+	}
+	mustConnectAs(t, tb.addr, wire.V311, "other", "", "").ping(t)
+}

@@ -128,3 +128,11 @@ func (c *conn) handshake() bool {
 	}
 	return true
 }
+
+// OpenConns returns the number of connections being served (from accept
+// until their goroutines are done).
+func (b *Broker) OpenConns() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.conns)
+}
