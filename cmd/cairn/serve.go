@@ -122,6 +122,7 @@ func serve(c *cli.Context) error {
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "took", rep.Took)
 
 	logAuth(log, &cfg.Sec, policy)
+	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
 	served := make(chan error, 2)
 	closeListeners, err := serveListeners(b, &cfg, log, served)
 	if err != nil {
