@@ -39,6 +39,9 @@ type Broker struct {
 	connects idLocks
 	stats    Stats
 	sec      brokerSecurity
+
+	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
+	settleMu sync.Mutex // one settle at a time (expiry.go)
 }
 
 // Stats are the broker's counters.
@@ -52,6 +55,7 @@ type Stats struct {
 	WillsPublished    atomic.Int64
 	CommitFailures    atomic.Int64
 	SessionsTakenOver atomic.Int64
+	SessionsExpired   atomic.Int64
 	Security          SecurityStats
 }
 
@@ -72,6 +76,7 @@ func New(st *store.Store, opts Options) *Broker {
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 	}
+	b.deadl = newDeadlines(opts.Now, b.onDeadlines)
 	b.sec.connLimit = listen.NewConnLimiter(opts.Limits.MaxConnections, opts.Limits.MaxConnectionsPerIP)
 	return b
 }
@@ -122,6 +127,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	b.mu.Unlock()
+	// No expiry or delayed will while shutting down: the deadlines are in
+	// the store and the next start honours them.
+	b.deadl.stop()
 	for _, c := range conns {
 		c.shutdown()
 	}

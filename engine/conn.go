@@ -41,6 +41,7 @@ type conn struct {
 	sess      *Session
 	keepAlive time.Duration
 	maxOut    uint32 // the client's Maximum Packet Size (5.0), 0 = none
+	v5        v5state
 	pl        *pipeline
 	// acks are finished deliveries (EvAcked) not yet committed: the reader
 	// gathers the acknowledgements of one read buffer into one commit.
@@ -211,11 +212,11 @@ func (c *conn) readFailed(err error) {
 		c.b.stats.ProtocolErrors.Add(1)
 		c.countWireError(we)
 		c.log.Warn("closing connection: bad packet", "err", err)
-		c.disconnectWith(we.Code)
+		c.disconnectWith(we.Code, we.Msg)
 		c.closeWith(endProtocol)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Info("closing connection: keep alive timeout", "keepalive", c.keepAlive)
-		c.disconnectWith(wire.KeepAliveTimeout)
+		c.disconnectWith(wire.KeepAliveTimeout, "keep alive timeout")
 		c.closeWith(endKeepAlive)
 	case errors.Is(err, io.EOF):
 		c.log.Debug("connection closed by client without DISCONNECT")
@@ -226,11 +227,18 @@ func (c *conn) readFailed(err error) {
 	}
 }
 
-// disconnectWith queues a 5.0 server DISCONNECT (3.x has none: the
-// connection is just closed).
-func (c *conn) disconnectWith(code wire.ReasonCode) {
+// disconnectWith queues a 5.0 server DISCONNECT with a reason code and
+// string (3.x has none: the connection is just closed).
+func (c *conn) disconnectWith(code wire.ReasonCode, reason string) {
 	if c.version == wire.V5 {
-		c.send(&wire.Disconnect{ReasonCode: code})
+		if !wire.ValidReasonCode(wire.DISCONNECT, code, wire.V5) {
+			code = wire.UnspecifiedError // a decoder code DISCONNECT cannot carry (0x84, say)
+		}
+		d := &wire.Disconnect{ReasonCode: code}
+		if reason != "" {
+			d.Props = &wire.Properties{ReasonString: reason}
+		}
+		c.send(d)
 	}
 }
 
@@ -238,7 +246,7 @@ func (c *conn) disconnectWith(code wire.ReasonCode) {
 func (c *conn) protocolError(code wire.ReasonCode, msg string, args ...any) bool {
 	c.b.stats.ProtocolErrors.Add(1)
 	c.log.Warn("closing connection: "+msg, append(args, "client", c.clientID)...)
-	c.disconnectWith(code)
+	c.disconnectWith(code, msg)
 	c.closeWith(endProtocol)
 	return false
 }
@@ -271,17 +279,17 @@ func (c *conn) handle(pkt wire.Packet) bool {
 	case *wire.Connect:
 		return c.protocolError(wire.ProtocolError, "second CONNECT")
 	case *wire.Auth:
-		return c.protocolError(wire.ProtocolError, "AUTH without an authentication method")
+		return c.onAuth(p)
 	default:
 		return c.protocolError(wire.ProtocolError, "packet not allowed from a client", "packet", pkt.Type())
 	}
 }
 
+// onDisconnect handles the client's DISCONNECT. In 5.0 it may change the
+// session expiry interval (not from 0: §3.14.2.2.2), and only reason 0x00
+// discards the will: 0x04 asks for it, and so does any error code (the will
+// is removed only after "a DISCONNECT with Reason Code 0x00", §3.1.2.5).
 func (c *conn) onDisconnect(p *wire.Disconnect) {
-	if c.version == wire.V5 && p.ReasonCode == wire.DisconnectWithWill {
-		c.closeWith(endIOError) // 5.0: "disconnect with will message"
-		return
-	}
 	if c.version == wire.V5 && p.Props != nil && p.Props.SessionExpiry != nil {
 		c.sess.mu.Lock()
 		if c.sess.rec.ExpiryInterval == 0 && *p.Props.SessionExpiry != 0 {
@@ -289,8 +297,17 @@ func (c *conn) onDisconnect(p *wire.Disconnect) {
 			c.protocolError(wire.ProtocolError, "DISCONNECT sets a session expiry on a session created with none")
 			return
 		}
-		c.sess.rec.ExpiryInterval = *p.Props.SessionExpiry
+		e := *p.Props.SessionExpiry
+		if max := c.b.opts.Features.MaxSessionExpiry; max > 0 && e > max {
+			e = max
+		}
+		c.sess.rec.ExpiryInterval = e
 		c.sess.mu.Unlock()
+	}
+	if c.version == wire.V5 && p.ReasonCode != wire.Success {
+		c.log.Debug("client disconnected with a reason code: will kept", "reason", p.ReasonCode)
+		c.closeWith(endIOError)
+		return
 	}
 	c.closeWith(endDisconnect)
 }
@@ -310,13 +327,13 @@ func (c *conn) closeWith(why closeReason) {
 
 // takeover is called by a new connection with the same client id.
 func (c *conn) takeover() {
-	c.disconnectWith(wire.SessionTakenOver)
+	c.disconnectWith(wire.SessionTakenOver, "another connection took over the session")
 	c.closeWith(endTakeover)
 }
 
 // shutdown is called by Broker.Shutdown.
 func (c *conn) shutdown() {
-	c.disconnectWith(wire.ServerShuttingDown)
+	c.disconnectWith(wire.ServerShuttingDown, "server shutting down")
 	c.closeWith(endShutdown)
 }
 
@@ -334,6 +351,6 @@ func (c *conn) teardown() {
 // packet needed: nothing is acknowledged.
 func (c *conn) failCommit(err error) {
 	c.log.Error("store commit failed; closing connection without acknowledging", "client", c.clientID, "err", err)
-	c.disconnectWith(wire.UnspecifiedError)
+	c.disconnectWith(wire.UnspecifiedError, "store failure")
 	c.closeWith(endStoreFailure)
 }

@@ -78,22 +78,14 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	c.clientID = id
 	c.log = c.log.With("client", id)
 	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
-	window := b.opts.MaxInflight
-	if p.Version == wire.V5 && p.Props != nil {
-		if p.Props.ReceiveMaximum != nil && int(*p.Props.ReceiveMaximum) < window {
-			window = int(*p.Props.ReceiveMaximum)
-		}
-		if p.Props.MaximumPacketSize != nil {
-			c.maxOut = *p.Props.MaximumPacketSize
-		}
-		if p.Props.AuthMethod != "" {
-			return c.refuse(wire.ConnRefusedNotAuthorized, wire.BadAuthenticationMethod, "unsupported authentication method", "method", p.Props.AuthMethod)
-		}
-	}
-	if !c.admitConnect(p, id) {
+	expiry := sessionExpiry(p)
+	window, ok := c.negotiate(p, &expiry) // 5.0 properties, capabilities, enhanced auth (connect5.go)
+	if !ok {
 		return false
 	}
-	expiry := sessionExpiry(p)
+	if !c.admitConnect(p, id) { // limits, passwords, certificates, will ACL (authz.go)
+		return false
+	}
 
 	unlock := b.connects.lock(id)
 	defer unlock()
@@ -136,8 +128,11 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	var evs []*store.Event
 	present := false
 	s := old
+	var oldWill *routed // the pending will of a session this CONNECT ends
 	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent || c.replaces(s)) {
-		evs = append(evs, b.dropSession(s, now)...)
+		var drop []*store.Event
+		drop, oldWill = b.dropWithWill(s, now)
+		evs = append(evs, drop...)
 		s = nil
 	}
 	if s != nil {
@@ -151,6 +146,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 			c.log.Error("store commit failed; refusing connection", "err", err)
 			return c.refuse(wire.ConnRefusedServerUnavailable, wire.ServerUnavailable, "store failure")
 		}
+	}
+	if oldWill != nil {
+		b.publishWill(oldWill, id)
 	}
 	if s == nil {
 		if expiry > 0 {
@@ -166,6 +164,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	}
 
 	s.mu.Lock()
+	if s.rec.WillAt != 0 {
+		c.log.Debug("pending will cancelled: the client reconnected before its will delay passed")
+	}
 	s.rec = rec
 	s.will = rec.Will
 	if s.persistent {
@@ -179,33 +180,30 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 
 	ack := &wire.Connack{SessionPresent: present && p.Version != wire.V31}
 	if p.Version == wire.V5 {
-		ack.Props = b.connackProps(assigned, id)
+		ack.Props = c.connackProps(assigned, id, expiry)
 	}
 	c.send(ack)
 	c.log.Debug("client connected", "version", p.Version, "clean", p.CleanStart, "expiry", expiry, "present", present)
 	return true
 }
 
-// connackProps are the 5.0 CONNACK properties: what this broker supports.
-func (b *Broker) connackProps(assigned bool, id string) *wire.Properties {
-	rm := uint16(min(b.opts.MaxInflight, b.opts.MaxPipeline, 65535))
-	mps := b.opts.MaxPacketSize
-	p := &wire.Properties{ReceiveMaximum: &rm, MaximumPacketSize: &mps}
-	if assigned {
-		p.AssignedClientID = id
-	}
-	return p
-}
-
-// refuse answers CONNACK with a failure code and ends the connection.
+// refuse answers CONNACK with a failure code (and, in 5.0, msg as the
+// Reason String) and ends the connection.
 func (c *conn) refuse(code3, code5 wire.ReasonCode, msg string, args ...any) bool {
 	c.b.stats.ProtocolErrors.Add(1)
 	c.log.Warn("refusing connection: "+msg, args...)
-	code := code3
+	ack := &wire.Connack{ReasonCode: code3}
 	if c.version == wire.V5 {
-		code = code5
+		if !wire.ValidReasonCode(wire.CONNACK, code5, wire.V5) {
+			code5 = wire.UnspecifiedError
+		}
+		ack.ReasonCode = code5
+		ack.Props = &wire.Properties{ReasonString: msg}
+		if c.maxOut > 0 && uint32(wire.Size(ack, c.version)) > c.maxOut {
+			ack.Props = nil // §3.2.2.3.9: no Reason String beyond the client's maximum
+		}
 	}
-	c.writeNow(&wire.Connack{ReasonCode: code}, c.version)
+	c.writeNow(ack, c.version)
 	return false
 }
 
@@ -224,12 +222,7 @@ func willRecord(w *wire.Will) *store.Will {
 // of a session with no expiry), returning the store events for a persistent
 // one. The caller commits them.
 func (b *Broker) dropSession(s *Session, now time.Time) []*store.Event {
-	b.mu.Lock()
-	if b.sessions[s.id] == s {
-		delete(b.sessions, s.id)
-	}
-	b.mu.Unlock()
-	b.subs.UnsubscribeAll(s.id)
+	b.unlinkSession(s)
 	if !s.persistent {
 		return nil
 	}

@@ -9,8 +9,10 @@ import (
 )
 
 // detach ends a connection's hold on its session: the will is published
-// unless the client said DISCONNECT (or the broker is shutting down), a clean
-// session is removed, a persistent one is marked offline in the store.
+// unless the client said DISCONNECT (or the broker is shutting down) — at
+// once, or when its will delay passes if the session outlives the
+// connection (expiry.go); a clean session is removed; a persistent one is
+// marked offline in the store with its absolute expiry and will times.
 func (b *Broker) detach(c *conn) {
 	s := c.sess
 	if s == nil {
@@ -24,19 +26,30 @@ func (b *Broker) detach(c *conn) {
 		return
 	}
 	s.conn = nil
+	survives := s.persistent && s.rec.ExpiryInterval != 0
 	var will *store.Will
 	switch c.why {
 	case endDisconnect:
 		s.will = nil
 	case endShutdown:
-		// Keep it armed: the client did nothing wrong.
+		// Keep it armed: the client did nothing wrong. It is not pending
+		// (WillAt 0); it fires only if the session expires first.
 	default:
-		will, s.will = s.will, nil
+		if s.will != nil && s.will.Delay > 0 && survives {
+			s.rec.WillAt = now.Add(time.Duration(s.will.Delay) * time.Second).UnixNano()
+		} else {
+			will, s.will = s.will, nil
+		}
 	}
 	s.rec.Connected = false
 	s.rec.DisconnectedAt = now.UnixNano()
+	s.rec.ExpiresAt = expiresAt(s.rec.ExpiryInterval, now)
 	s.rec.Will = s.will
+	if s.will == nil {
+		s.rec.WillAt = 0
+	}
 	rec := s.rec
+	next := nextDeadline(&s.rec, s.will)
 	s.mu.Unlock()
 
 	var evs []*store.Event
@@ -61,11 +74,12 @@ func (b *Broker) detach(c *conn) {
 			return
 		}
 		if r != nil {
-			b.publishRouted(r)
-			b.stats.WillsPublished.Add(1)
-			b.log.Info("will published", "client", s.id, "topic", will.Topic)
+			b.publishWill(r, s.id)
 		}
 	})
+	if survives && next != 0 {
+		b.deadl.set(s.id, next)
+	}
 }
 
 // routeWill routes a will message as if its client had published it.
@@ -103,6 +117,10 @@ func (b *Broker) RestoreSession(st *store.SessionState) {
 	s.rec = st.Session
 	s.user = st.Session.Username
 	s.will = st.Session.Will
+	if r := &s.rec; !r.Connected && r.ExpiresAt == 0 && r.DisconnectedAt != 0 {
+		// A record written before ExpiresAt existed: the same deadline.
+		r.ExpiresAt = expiresAt(r.ExpiryInterval, time.Unix(0, r.DisconnectedAt))
+	}
 	for _, pid := range st.InboundPIDs {
 		s.inbound[pid] = struct{}{}
 	}
@@ -112,16 +130,24 @@ func (b *Broker) RestoreSession(st *store.SessionState) {
 	b.mu.Lock()
 	b.sessions[id] = s
 	b.mu.Unlock()
+	if !s.rec.Connected {
+		b.deadl.set(id, nextDeadline(&s.rec, s.will))
+	}
 }
 
 // RestoreRetained puts a stored retained message back in the index.
 func (b *Broker) RestoreRetained(m *store.Message) { b.retained.Set(m.Topic, m) }
 
-// FinishRestore publishes the wills of sessions whose connection was cut by
-// a crash (stored as connected) and marks them offline, durably, before any
-// client can connect.
+// FinishRestore closes, durably and before any client can connect, the
+// sessions whose connection a crash cut (stored as connected): their wills
+// are published — or, with a will delay, become pending from now, so that
+// the client can still reconnect and cancel them — and a session with
+// expiry 0 ends. Then it settles every deadline that passed while the broker
+// was down (ExpireSessions) and starts the deadline timer for the rest.
 func (b *Broker) FinishRestore() (wills int, err error) {
 	now := b.now()
+	before := b.stats.WillsPublished.Load()
+	defer func() { wills = int(b.stats.WillsPublished.Load() - before) }()
 	b.mu.RLock()
 	var stale []*Session
 	for _, s := range b.sessions {
@@ -130,31 +156,62 @@ func (b *Broker) FinishRestore() (wills int, err error) {
 		}
 	}
 	b.mu.RUnlock()
-	for _, s := range stale {
+	for len(stale) > 0 {
+		n := min(len(stale), dueBatch)
+		if err := b.closeCut(stale[:n], now); err != nil {
+			return 0, err
+		}
+		stale = stale[n:]
+	}
+	if _, err := b.ExpireSessions(now); err != nil {
+		return 0, fmt.Errorf("engine: expiring sessions after restart: %w", err)
+	}
+	b.deadl.start()
+	return 0, nil // the deferred count
+}
+
+// closeCut closes a batch of sessions a crash left connected, in one commit.
+func (b *Broker) closeCut(batch []*Session, now time.Time) error {
+	var evs []*store.Event
+	var routedWills []*routed
+	var ids []string
+	for _, s := range batch {
 		s.mu.Lock()
+		survives := s.rec.ExpiryInterval != 0
 		will := s.will
-		s.will = nil
+		if will != nil && will.Delay > 0 && survives {
+			s.rec.WillAt = now.Add(time.Duration(will.Delay) * time.Second).UnixNano()
+			will = nil // pending
+		} else {
+			s.will, s.rec.WillAt = nil, 0
+		}
 		s.rec.Connected = false
 		s.rec.DisconnectedAt = now.UnixNano()
-		s.rec.Will = nil
+		s.rec.ExpiresAt = expiresAt(s.rec.ExpiryInterval, now)
+		s.rec.Will = s.will
 		rec := s.rec
+		next := nextDeadline(&s.rec, s.will)
 		s.mu.Unlock()
-		evs := []*store.Event{{Kind: store.EvSessionClosed, Time: now.UnixNano(), Client: s.id, Session: &rec}}
-		var r *routed
+		if survives {
+			evs = append(evs, &store.Event{Kind: store.EvSessionClosed, Time: now.UnixNano(), Client: s.id, Session: &rec})
+			b.deadl.set(s.id, next)
+		} else {
+			evs = append(evs, b.dropSession(s, now)...)
+		}
 		if will != nil && b.willAllowed(s, will) {
-			r = b.routeWill(s.id, will, now)
+			r := b.routeWill(s.id, will, now)
 			if r.ev != nil {
 				evs = append(evs, r.ev)
 			}
-		}
-		if err := b.commitWait(evs, true); err != nil {
-			return wills, fmt.Errorf("engine: closing session %q after restart: %w", s.id, err)
-		}
-		if r != nil {
-			b.publishRouted(r)
-			wills++
-			b.stats.WillsPublished.Add(1)
+			routedWills = append(routedWills, r)
+			ids = append(ids, s.id)
 		}
 	}
-	return wills, nil
+	if err := b.commitWait(evs, true); err != nil {
+		return fmt.Errorf("engine: closing sessions after restart: %w", err)
+	}
+	for i, r := range routedWills {
+		b.publishWill(r, ids[i])
+	}
+	return nil
 }

@@ -7,10 +7,20 @@
 // state becomes a step whose events are committed to the store; the step's
 // acknowledgement and its deliveries to subscribers run only when the store
 // reports the commit synced, and always in the order the packets arrived.
-// Security has three files of its own: listener.go (listeners, TLS
-// handshake, connection limits), authz.go (the Authorizer hook: CONNECT,
-// PUBLISH, SUBSCRIBE, deliveries, wills; reload) and limits.go (every
-// per-client limit and its answer, and the counters).
+//
+// MQTT 5.0 beyond the 3.1.1 core lives in files of its own: features.go (the
+// capabilities announced in CONNACK and enforced), connect5.go (what CONNECT
+// negotiates), inbound5.go (topic aliases, receive-maximum quota and checks
+// of a client's PUBLISH), outbound5.go (the client's limits on what the
+// writer sends, outbound topic aliases), enhauth.go (the AUTH exchange),
+// expiry.go and deadlines.go (session expiry and delayed wills, as absolute
+// times in the store, with one timer).
+//
+// Security has files of its own too: listener.go (listeners, TLS handshake,
+// connection limits), authz.go (the Authorizer hook: CONNECT, PUBLISH,
+// SUBSCRIBE, deliveries, wills; reload) and limits.go (every per-client
+// limit and its answer, and the counters).
+//
 // Subpackages: topics (subscription trie, retained index), session
 // (outbound window and packet identifiers), auth (password and ACL files,
 // failed-login limiter, Policy) and listen (TLS configuration, connection

@@ -25,8 +25,8 @@ import (
 //	                          SUBSCRIBE: SUBACK 0x8F / 0x80; will: CONNACK 0x03 / 0x90
 //	subscriptions per client  SUBACK 0x97 / 0x80 for each filter beyond the limit
 //	inbound in flight         5.0: DISCONNECT 0x93 beyond the Receive Maximum announced in
-//	                          CONNACK; every version: the reader pauses while the client's
-//	                          messages awaiting their commit exceed MaxInboundBytes
+//	                          CONNACK (inbound5.go); every version: the reader pauses while
+//	                          the client's messages awaiting their commit exceed MaxInboundBytes
 //	publish rate              the reader pauses until the client is within its rate (TCP
 //	                          back-pressure: nothing is lost, the client is slowed down)
 //	unread acknowledgements   the reader pauses while maxQueuedControl packets wait for the writer
@@ -206,18 +206,15 @@ func (c *conn) admitFilter(filter string) (code wire.ReasonCode, ok bool) {
 	return 0, true
 }
 
-// admitPublish runs the checks of a PUBLISH from the client before it has
-// any effect: the publish rate, the Receive Maximum, the topic limits and
-// the ACL. ok false means the packet was answered (or dropped) here; keep
-// false that the connection is ending.
-func (c *conn) admitPublish(p *wire.Publish) (ok, keep bool) {
+// admitSecurity runs the security checks of a PUBLISH from the client
+// before it has any effect (after admitPublish resolved its topic alias and
+// counted it against the Receive Maximum): the publish rate, the topic
+// limits and the ACL. ok false means the packet was answered (or dropped)
+// here; keep false that the connection is ending.
+func (c *conn) admitSecurity(p *wire.Publish) (ok, keep bool) {
 	b := c.b
 	if !c.throttle() {
 		return false, false
-	}
-	if p.QoS > 0 && !c.inboundAdmit(p) {
-		b.stats.Security.ReceiveMaximumExceeded.Add(1)
-		return false, c.protocolError(wire.ReceiveMaximumExceeded, "more QoS 1/2 messages in flight than the Receive Maximum", "max", c.receiveMaximum())
 	}
 	if !b.topicOK(p.Topic) {
 		b.stats.Security.TopicRejected.Add(1)
@@ -226,32 +223,37 @@ func (c *conn) admitPublish(p *wire.Publish) (ok, keep bool) {
 				"len", len(p.Topic), "max_len", b.opts.Limits.MaxTopicLength, "max_levels", b.opts.Limits.MaxTopicLevels)
 		}
 		c.logRefusal("PUBLISH refused: topic name over the length or level limit", "len", len(p.Topic), "qos", p.QoS)
-		c.answerPublish(p, wire.TopicNameInvalid)
+		c.answerPublish(p, wire.TopicNameInvalid, "topic name over the length or level limit")
 		return false, true
 	}
 	if !c.mayPublish(p.Topic) {
 		b.stats.Security.PublishDenied.Add(1)
 		c.logRefusal("PUBLISH refused: not authorized", "topic", p.Topic, "user", c.sec.user, "qos", p.QoS, "retain", p.Retain)
-		c.answerPublish(p, wire.NotAuthorized)
+		c.answerPublish(p, wire.NotAuthorized, "not authorized")
 		return false, true
-	}
-	if p.QoS == 1 {
-		c.sec.qos1In.Add(1) // released by qos1Done when the PUBACK is queued
 	}
 	return true, true
 }
 
 // answerPublish acknowledges a refused PUBLISH, in pipeline order: 3.x has
 // no failure acknowledgement, so it gets a plain PUBACK / PUBREC (the
-// message is dropped); 5.0 gets code. QoS 0 gets nothing.
-func (c *conn) answerPublish(p *wire.Publish, code wire.ReasonCode) {
+// message is dropped); 5.0 gets code (and why as the Reason String, unless
+// the client asked for no problem information). QoS 0 gets nothing.
+func (c *conn) answerPublish(p *wire.Publish, code wire.ReasonCode, why string) {
 	if p.QoS == 0 {
 		return
+	}
+	// The flow ends here: the message no longer counts against the
+	// Receive Maximum (inbound5.go).
+	if p.QoS == 1 {
+		c.inboundAcked(1)
+	} else if c.version == wire.V5 {
+		c.inboundReleased(p.PacketID)
 	}
 	if c.version != wire.V5 {
 		code = wire.Success
 	}
-	ack := &wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID, ReasonCode: code}
+	ack := &wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID, ReasonCode: code, Props: c.reasonProps(why)}
 	if p.QoS == 2 {
 		// A 3.x client answers PUBREC with PUBREL, which finds no packet
 		// id and gets its PUBCOMP; a 5.0 client ends the flow at a PUBREC
@@ -262,32 +264,6 @@ func (c *conn) answerPublish(p *wire.Publish, code wire.ReasonCode) {
 		c.pl.complete(st, nil)
 	}
 }
-
-// receiveMaximum is the Receive Maximum the broker announces in CONNACK.
-func (c *conn) receiveMaximum() int { return min(c.b.opts.MaxInflight, c.b.opts.MaxPipeline, 65535) }
-
-// inboundAdmit reports whether a 5.0 client's QoS 1/2 PUBLISH stays within
-// the Receive Maximum: QoS 1 messages not yet acknowledged plus QoS 2 ones
-// awaiting PUBREL. A QoS 2 retransmission of a packet id already held is no
-// new message. 3.x has no Receive Maximum: its reader pauses instead.
-func (c *conn) inboundAdmit(p *wire.Publish) bool {
-	if c.version != wire.V5 {
-		return true
-	}
-	s := c.sess
-	s.mu.Lock()
-	_, held := s.inbound[p.PacketID]
-	n := len(s.inbound)
-	s.mu.Unlock()
-	if p.QoS == 2 && held {
-		return true
-	}
-	return n+int(c.sec.qos1In.Load()) < c.receiveMaximum()
-}
-
-// qos1Done releases a QoS 1 message from the inbound count, before its
-// PUBACK is queued.
-func (c *conn) qos1Done() { c.sec.qos1In.Add(-1) }
 
 // throttle waits until the client's publish rate allows one more PUBLISH.
 // It returns false if the connection ended meanwhile.
@@ -388,7 +364,6 @@ type connSecurity struct {
 	lis     *Listener
 	user    string // authenticated user ("" anonymous)
 	certID  string // verified client certificate identity, when the listener maps it
-	qos1In  atomic.Int32
 	rate    rateState
 	pageAvg int // writer: average message size of the last page read from the store
 	refused int // refusals logged at info level (reader goroutine)

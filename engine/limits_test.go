@@ -261,7 +261,7 @@ func TestSubscriptionLimit(t *testing.T) {
 // PUBREL than the Receive Maximum in CONNACK is disconnected with 0x93; a
 // retransmission is no new message; 3.1.1 has no such limit.
 func TestReceiveMaximum(t *testing.T) {
-	tb := startBroker(t, engine.Options{MaxInflight: 4})
+	tb := startBroker(t, engine.Options{Features: engine.Features{ReceiveMaximum: 4}})
 	r := dialRawV(t, tb.addr, wire.V5)
 	ack := r.Connect(t, &wire.Connect{ClientID: "rm", CleanStart: true})
 	if ack.Props == nil || ack.Props.ReceiveMaximum == nil || *ack.Props.ReceiveMaximum != 4 {

@@ -64,6 +64,7 @@ func (b *Broker) ServeListener(l net.Listener, lc Listener) error {
 	}
 	b.listeners[ll] = struct{}{}
 	b.mu.Unlock()
+	b.deadl.start() // normally FinishRestore already did (expiry.go)
 	defer func() {
 		b.mu.Lock()
 		delete(b.listeners, ll)

@@ -37,6 +37,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+
+	// Features are the MQTT 5.0 capabilities and limits (features.go).
+	Features Features
+	// EnhancedAuth are the MQTT 5.0 enhanced authentication methods, by
+	// method name (enhauth.go). A CONNECT naming another method is refused
+	// with CONNACK 0x8C.
+	EnhancedAuth map[string]EnhancedAuth
 }
 
 // DefaultOptions returns the defaults.
@@ -90,5 +97,6 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Features = o.Features.withDefaults()
 	return o
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/cairn-mqtt/cairn/engine/session"
@@ -96,7 +97,10 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	b := c.b
 	s := c.sess
 	b.stats.MessagesReceived.Add(1)
-	if ok, keep := c.admitPublish(p); !ok {
+	if proceed, keep := c.admitPublish(p); !proceed { // aliases, quota, capabilities (inbound5.go)
+		return keep
+	}
+	if ok, keep := c.admitSecurity(p); !ok { // rate, topic limits, ACL (limits.go)
 		return keep
 	}
 	if p.QoS == 2 {
@@ -153,7 +157,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.deliver(b)
 		switch p.QoS {
 		case 1:
-			c.qos1Done()
+			c.inboundAcked(1)
 			c.send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
 		case 2:
 			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
@@ -179,6 +183,7 @@ func (c *conn) noMatch(r *routed) wire.ReasonCode {
 // for a persistent session) and answer PUBCOMP.
 func (c *conn) onPubrel(p *wire.Ack) {
 	s := c.sess
+	c.inboundReleased(p.PacketID)
 	s.mu.Lock()
 	_, known := s.inbound[p.PacketID]
 	delete(s.inbound, p.PacketID)
@@ -212,6 +217,10 @@ func (c *conn) onPubrel(p *wire.Ack) {
 func (c *conn) onDeliveryAck(p *wire.Ack) {
 	b := c.b
 	s := c.sess
+	if p.Kind == wire.PUBREC && c.version == wire.V5 && p.ReasonCode.IsError() {
+		c.onPubrecRefusal(p)
+		return
+	}
 	s.mu.Lock()
 	res, d := s.out.Ack(byte(p.Kind), p.PacketID)
 	s.mu.Unlock()
@@ -244,4 +253,25 @@ func (c *conn) onDeliveryAck(p *wire.Ack) {
 		}
 		c.log.Debug("acknowledgement for unknown packet id ignored", "packet", p.Kind, "pid", p.PacketID)
 	}
+}
+
+// onPubrecRefusal handles a 5.0 PUBREC with an error code: the client
+// refused the message, the QoS 2 exchange is over (no PUBREL), and the
+// delivery leaves the window and the queue like an acknowledged one.
+func (c *conn) onPubrecRefusal(p *wire.Ack) {
+	s := c.sess
+	s.mu.Lock()
+	d, ok := s.out.Refused(p.PacketID)
+	s.mu.Unlock()
+	if !ok {
+		c.log.Debug("PUBREC with an error code for an unknown packet id ignored", "pid", p.PacketID, "reason", p.ReasonCode)
+		return
+	}
+	c.log.Info("client refused a QoS 2 delivery", "topic", d.Msg.Topic, "reason", p.ReasonCode)
+	if s.persistent {
+		c.acks = append(c.acks, &store.Event{Kind: store.EvDropped, Time: c.b.now().UnixNano(), Client: s.id, QSeq: d.Seq,
+			Reason: fmt.Sprintf("refused by the client with PUBREC 0x%02X", byte(p.ReasonCode))})
+	}
+	c.b.stats.MessagesDropped.Add(1)
+	c.wake()
 }

@@ -26,10 +26,22 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 	if p.Props != nil && len(p.Props.SubscriptionIDs) > 0 {
 		subID = p.Props.SubscriptionIDs[0]
 	}
+	f := &b.opts.Features
+	if subID != 0 && f.NoSubscriptionIDs {
+		c.protocolError(wire.SubIDsNotSupported, "subscription identifiers are not available")
+		return
+	}
+	var reason string
 	for i, sub := range p.Subscriptions {
 		if err := wire.ValidateTopicFilter(sub.Filter); err != nil {
 			c.log.Info("subscription refused: invalid topic filter", "filter", sub.Filter, "err", err)
 			codes[i] = c.failCode(wire.TopicFilterInvalid)
+			reason = "invalid topic filter"
+			continue
+		}
+		if code, why := f.subscriptionRefusal(sub.Filter); code != 0 {
+			c.log.Info("subscription refused", "filter", sub.Filter, "why", why)
+			codes[i], reason = c.failCode(code), why
 			continue
 		}
 		if code, ok := c.admitFilter(sub.Filter); !ok {
@@ -41,7 +53,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			c.protocolError(wire.ProtocolError, "no local on a shared subscription")
 			return
 		}
-		qos := min(sub.QoS, 2)
+		qos := min(sub.QoS, f.maxQoS())
 		ts := topics.Sub{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
 		isNew := b.subs.Subscribe(s.id, sub.Filter, ts)
 		codes[i] = wire.ReasonCode(qos)
@@ -64,7 +76,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			c.failCommit(err)
 			return
 		}
-		c.send(&wire.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+		c.send(&wire.Suback{PacketID: p.PacketID, ReasonCodes: codes, Props: c.reasonProps(reason)})
 		for _, r := range retained {
 			r.deliver(b)
 		}

@@ -88,11 +88,16 @@ func (c *conn) fill(buf []byte, spare []wire.Packet, deliveries bool) (_ []byte,
 	c.ctl = spare[:0]
 	c.wmu.Unlock()
 	for i, p := range ctl {
+		ctl[i] = nil
+		if c.version == wire.V5 {
+			if p = c.fitControl(p); p == nil { // the client's limits (outbound5.go)
+				continue
+			}
+		}
 		var err error
 		if buf, err = wire.AppendPacket(buf, p, c.version); err != nil {
 			c.log.Error("cannot encode packet; dropped", "packet", p.Type(), "err", err)
 		}
-		ctl[i] = nil
 	}
 	spare = ctl
 	if !deliveries {
@@ -155,8 +160,10 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 		c.dropDelivery(act, "message expired")
 		return buf
 	}
+	alias := -1
 	if c.version == wire.V5 {
 		pub.Props = deliveryProps(d, now)
+		alias = c.outAlias(&pub)
 		if c.maxOut > 0 && uint32(wire.Size(&pub, c.version)) > c.maxOut {
 			c.dropDelivery(act, "larger than the client's maximum packet size")
 			return buf
@@ -167,6 +174,9 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 		c.log.Error("cannot encode PUBLISH; dropped", "topic", d.Msg.Topic, "err", err)
 		c.dropDelivery(act, "unencodable")
 		return buf
+	}
+	if alias >= 0 {
+		c.recordAlias(alias, d.Msg.Topic)
 	}
 	if d.QoS == 0 {
 		c.b.stats.MessagesSent.Add(1)

@@ -20,7 +20,8 @@ type Report struct {
 	QueuedBytes   int64 // their payload bytes
 	InboundQoS2   int   // packet ids awaiting PUBREL
 	Retained      int
-	Wills         int // wills published for connections the crash cut
+	Wills         int // wills published for connections the crash cut, or whose delay passed while the broker was down
+	Expired       int // sessions whose expiry passed while the broker was down
 	Took          time.Duration
 }
 
@@ -51,6 +52,7 @@ func Restore(st *store.Store, b *engine.Broker) (Report, error) {
 	if r.Wills, err = b.FinishRestore(); err != nil {
 		return r, fmt.Errorf("recovery: %w", err)
 	}
+	r.Expired = int(b.Stats().SessionsExpired.Load())
 	r.Took = time.Since(start)
 	return r, nil
 }

@@ -276,9 +276,10 @@ func (t *txn) unsubscribe(ev *Event) error {
 	return t.b.Delete(t.k(subKey(t.kb[:0], ev.Client, ev.Filter)), nil)
 }
 
-// published stores the body once (only if some queue references it), one
-// queue entry per target, the refcount when the fan-out is above 1, the
-// retained value, and the inbound QoS 2 packet id.
+// published stores the body once — inline in the queue entry when there is
+// one target, as m/<id> with a refcount when there are more, not at all when
+// there are none — one queue entry per target, the retained value, and the
+// inbound QoS 2 packet id.
 func (t *txn) published(ev *Event, assign bool) error {
 	m := ev.Msg
 	if m == nil {
@@ -289,20 +290,24 @@ func (t *txn) published(ev *Event, assign bool) error {
 	} else if ev.MsgID == 0 && len(ev.Targets) > 0 {
 		return errors.New("missing message id")
 	}
-	if len(ev.Targets) > 0 {
+	var inline *Message // one target: the body lives in its queue entry
+	switch n := len(ev.Targets); {
+	case n == 1:
+		inline = m
+	case n > 1:
 		if err := t.set(t.k(msgKey(t.kb[:0], ev.MsgID)), m); err != nil {
 			return err
 		}
-		if n := len(ev.Targets); n > 1 {
-			t.vb = binary.AppendUvarint(t.vb[:0], uint64(n))
-			if err := t.b.Set(t.k(refKey(t.kb[:0], ev.MsgID)), t.vb, nil); err != nil {
-				return err
-			}
+		t.vb = binary.AppendUvarint(t.vb[:0], uint64(n))
+		if err := t.b.Set(t.k(refKey(t.kb[:0], ev.MsgID)), t.vb, nil); err != nil {
+			return err
 		}
+	}
+	if len(ev.Targets) > 0 {
 		size := int64(len(m.Payload))
 		for i := range ev.Targets {
 			tg := &ev.Targets[i]
-			if err := t.enqueue(ev.MsgID, size, tg, assign); err != nil {
+			if err := t.enqueue(ev.MsgID, size, inline, tg, assign); err != nil {
 				return fmt.Errorf("target %q: %w", tg.Client, err)
 			}
 		}
@@ -321,7 +326,7 @@ func (t *txn) published(ev *Event, assign bool) error {
 	return nil
 }
 
-func (t *txn) enqueue(msgID uint64, size int64, tg *Target, assign bool) error {
+func (t *txn) enqueue(msgID uint64, size int64, inline *Message, tg *Target, assign bool) error {
 	if err := checkClient(tg.Client); err != nil {
 		return err
 	}
@@ -331,7 +336,7 @@ func (t *txn) enqueue(msgID uint64, size int64, tg *Target, assign bool) error {
 	} else if tg.Seq < qi.Next {
 		return fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
 	}
-	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size}
+	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size, Body: inline}
 	if err := t.set(t.k(queueKey(t.kb[:0], tg.Client, tg.Seq)), &e); err != nil {
 		return err
 	}
@@ -411,23 +416,38 @@ func (t *txn) removeEntry(client string, qseq uint64) error {
 	if err := checkClient(client); err != nil {
 		return err
 	}
-	var e QueueEntry
-	found, err := t.get(t.k(queueKey(t.kb[:0], client, qseq)), &e)
-	if err != nil || !found {
+	k := t.k(queueKey(t.kb[:0], client, qseq))
+	val, closer, err := t.b.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %q: %w", k, err)
+	}
+	e, err := decodeEntryRef(k, val)
+	closer.Close()
+	if err != nil {
 		return err
 	}
-	if err := t.b.Delete(t.k(queueKey(t.kb[:0], client, qseq)), nil); err != nil {
+	if err := t.b.Delete(k, nil); err != nil {
 		return err
 	}
-	if err := t.release(e.MsgID); err != nil {
-		return err
+	if !e.inline {
+		if err := t.release(e.msgID); err != nil {
+			return err
+		}
 	}
 	qi := t.queue(client)
 	qi.Count--
-	qi.Bytes -= e.Size
+	qi.Bytes -= e.size
 	switch {
 	case qi.Count <= 0:
 		qi.Count, qi.Bytes, qi.Head = 0, 0, qi.Next
+	case qseq == qi.Head && qi.Next-(qseq+1) == uint64(qi.Count):
+		// No holes: every seq in [qseq+1, Next) is still queued (there are
+		// Count of them and Count entries), so the next one is the head.
+		// This is the in-order ack of every subscriber keeping up: no read.
+		qi.Head = qseq + 1
 	case qseq == qi.Head:
 		if qi.Head, err = t.nextHead(client, qseq+1, qi.Next); err != nil {
 			return err
@@ -441,6 +461,20 @@ func (t *txn) removeEntry(client string, qseq uint64) error {
 // at the removed head, so it only passes tombstones of entries acked out of
 // order, never the whole consumed history.
 func (t *txn) nextHead(client string, from, next uint64) (uint64, error) {
+	if from >= next {
+		return next, nil
+	}
+	// Subscribers acknowledge in order almost always, so the next entry is
+	// usually the new head: a point lookup (found in the batch or the
+	// memtable) is far cheaper than building an iterator over every level.
+	_, closer, err := t.b.Get(t.k(queueKey(t.kb[:0], client, from)))
+	if err == nil {
+		closer.Close()
+		return from, nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return 0, fmt.Errorf("read queue entry %d: %w", from, err)
+	}
 	it, err := t.b.NewIter(&pebble.IterOptions{
 		LowerBound: queueKey(nil, client, from),
 		UpperBound: queueKey(nil, client, next),
@@ -474,9 +508,9 @@ func (t *txn) updateEntry(client string, qseq uint64, fn func(*QueueEntry)) erro
 	return t.set(t.k(queueKey(t.kb[:0], client, qseq)), &e)
 }
 
-// release drops one reference to message id. c/<id> exists only while more
-// than one reference remains (absent means exactly one), so a fan-out-1
-// message costs no refcount key at all and the last release deletes the body.
+// release drops one reference to shared message id (an entry with an inline
+// body has none to drop). c/<id> exists only while more than one reference
+// remains (absent means exactly one), so the last release deletes the body.
 func (t *txn) release(id uint64) error {
 	k := t.k(refKey(t.kb[:0], id))
 	val, closer, err := t.b.Get(k)

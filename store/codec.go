@@ -108,3 +108,142 @@ func decodeUvarint(val []byte) (uint64, error) {
 	}
 	return x, nil
 }
+
+// entryRef is what removing a queue entry needs from it: which message it
+// references, its size, and whether the body is inline (nothing to release).
+type entryRef struct {
+	msgID  uint64
+	size   int64
+	inline bool
+}
+
+// decodeEntryRef reads an entryRef from an encoded QueueEntry without
+// decoding (and copying) the inline body: every ack removes an entry, and a
+// full decode was the largest cost of the ack path. It understands the
+// layout QueueEntry.EncodeMsgpack writes (a map with short string keys and
+// integer, bool or integer-array values before the body) and falls back to a
+// full decode for anything else.
+func decodeEntryRef(key, val []byte) (entryRef, error) {
+	if r, ok := scanEntryRef(val); ok {
+		return r, nil
+	}
+	var e QueueEntry
+	if err := decode(key, val, &e); err != nil {
+		return entryRef{}, err
+	}
+	return entryRef{msgID: e.MsgID, size: e.Size, inline: e.Body != nil}, nil
+}
+
+func scanEntryRef(b []byte) (r entryRef, ok bool) {
+	if len(b) == 0 || b[0]&0xf0 != 0x80 {
+		return r, false
+	}
+	n := int(b[0] & 0x0f)
+	p := 1
+	for i := 0; i < n; i++ {
+		if p >= len(b) || b[p]&0xe0 != 0xa0 {
+			return r, false
+		}
+		kl := int(b[p] & 0x1f)
+		if p+1+kl > len(b) {
+			return r, false
+		}
+		k := string(b[p+1 : p+1+kl]) // no allocation: compared, not kept
+		p += 1 + kl
+		if k == "b" {
+			r.inline = true
+			return r, true // the body is last; nothing after it matters
+		}
+		switch k {
+		case "m", "z":
+			v, np, ok := msgpackInt(b, p)
+			if !ok {
+				return r, false
+			}
+			if k == "m" {
+				r.msgID = v
+			} else {
+				r.size = int64(v)
+			}
+			p = np
+		default:
+			np, ok := skipScalarOrIntArray(b, p)
+			if !ok {
+				return r, false
+			}
+			p = np
+		}
+	}
+	return r, p == len(b)
+}
+
+// msgpackInt decodes a msgpack integer at b[p], as its 64 bits (two's
+// complement for a negative one: the caller picks the type).
+func msgpackInt(b []byte, p int) (v uint64, next int, ok bool) {
+	if p >= len(b) {
+		return 0, 0, false
+	}
+	c := b[p]
+	size := 0
+	switch {
+	case c <= 0x7f:
+		return uint64(c), p + 1, true
+	case c >= 0xe0:
+		return uint64(int64(int8(c))), p + 1, true
+	case c == 0xcc || c == 0xd0:
+		size = 1
+	case c == 0xcd || c == 0xd1:
+		size = 2
+	case c == 0xce || c == 0xd2:
+		size = 4
+	case c == 0xcf || c == 0xd3:
+		size = 8
+	default:
+		return 0, 0, false
+	}
+	if p+1+size > len(b) {
+		return 0, 0, false
+	}
+	var u uint64
+	for _, x := range b[p+1 : p+1+size] {
+		u = u<<8 | uint64(x)
+	}
+	if c >= 0xd0 { // signed: sign-extend
+		shift := 64 - 8*size
+		return uint64(int64(u<<shift) >> shift), p + 1 + size, true
+	}
+	return u, p + 1 + size, true
+}
+
+// skipScalarOrIntArray skips an integer, a bool, nil, or an array of
+// integers at b[p].
+func skipScalarOrIntArray(b []byte, p int) (int, bool) {
+	if p >= len(b) {
+		return 0, false
+	}
+	c := b[p]
+	switch {
+	case c == 0xc0 || c == 0xc2 || c == 0xc3:
+		return p + 1, true
+	case c&0xf0 == 0x90 || c == 0xdc:
+		n := int(c & 0x0f)
+		p++
+		if c == 0xdc {
+			if p+2 > len(b) {
+				return 0, false
+			}
+			n = int(b[p])<<8 | int(b[p+1])
+			p += 2
+		}
+		for i := 0; i < n; i++ {
+			_, np, ok := msgpackInt(b, p)
+			if !ok {
+				return 0, false
+			}
+			p = np
+		}
+		return p, true
+	}
+	_, np, ok := msgpackInt(b, p)
+	return np, ok
+}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/cairn-mqtt/cairn/store/storetest"
 )
 
 // Completions run in commit order, whatever mix of durable and non-durable
@@ -98,7 +100,7 @@ func TestCallbackMayCommit(t *testing.T) {
 
 // An empty commit is an ordering barrier; Sync waits for the disk.
 func TestBarrierAndSync(t *testing.T) {
-	fs := &cloneSafeFS{MemFS: vfs.NewCrashableMem()}
+	fs := storetest.NewCrashFS()
 	s := openTest(t, fs)
 	defer s.Close()
 	// A barrier on a fresh store completes at once.
@@ -132,7 +134,7 @@ func TestBarrierAndSync(t *testing.T) {
 
 // Close makes even non-durable commits durable, and runs every completion.
 func TestCloseSyncsAndDrains(t *testing.T) {
-	fs := &cloneSafeFS{MemFS: vfs.NewCrashableMem()}
+	fs := storetest.NewCrashFS()
 	s := openTest(t, fs)
 	var done atomic.Int32
 	for i := 0; i < 300; i++ {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/cairn-mqtt/cairn/store/storetest"
 )
 
 var crashSeed = flag.Uint64("store.seed", 0, "seed for the power-cut tests (0: time-based)")
@@ -75,42 +76,6 @@ func runPowerCut(t *testing.T, pc powerCut) {
 	t.Logf("%d cut points checked", total)
 }
 
-// cloneSafeFS works around a deadlock in pebble v2.1.7's MemFS
-// (cockroachdb/pebble#5993, fixed upstream after v2.1.7): ReuseForWrite,
-// Link and Lock take MemFS.cloneMu.RLock and then call a method that takes
-// it again, so a CrashClone waiting for the write lock between the two
-// deadlocks them (WAL recycling hits it). Here those three methods and
-// CrashClone exclude each other through mu, so CrashClone never waits while
-// one of them is half way through.
-type cloneSafeFS struct {
-	*vfs.MemFS
-	mu sync.RWMutex
-}
-
-func (fs *cloneSafeFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
-	fs.mu.RLock()
-	defer fs.mu.RUnlock()
-	return fs.MemFS.ReuseForWrite(oldname, newname, category)
-}
-
-func (fs *cloneSafeFS) Link(oldname, newname string) error {
-	fs.mu.RLock()
-	defer fs.mu.RUnlock()
-	return fs.MemFS.Link(oldname, newname)
-}
-
-func (fs *cloneSafeFS) Lock(name string) (io.Closer, error) {
-	fs.mu.RLock()
-	defer fs.mu.RUnlock()
-	return fs.MemFS.Lock(name)
-}
-
-func (fs *cloneSafeFS) CrashClone(cfg vfs.CrashCloneCfg) *vfs.MemFS {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	return fs.MemFS.CrashClone(cfg)
-}
-
 // cut is one simulated power loss.
 type cut struct {
 	fs         *vfs.MemFS
@@ -132,7 +97,7 @@ func powerCutRound(t *testing.T, pc powerCut, seed uint64, round int) int {
 		t.Errorf("seed %d round %d: %s", seed, round, fmt.Sprintf(format, args...))
 	}
 	rng := rand.New(rand.NewPCG(seed, uint64(round)))
-	fs := &cloneSafeFS{MemFS: vfs.NewCrashableMem()}
+	fs := storetest.NewCrashFS()
 	s := openTest(t, fs)
 	rec := &recorder{boundaries: map[uint64]bool{0: true}}
 

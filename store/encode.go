@@ -197,7 +197,7 @@ func (t *Target) EncodeMsgpack(e *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder (see the top of encode.go).
 func (q *QueueEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
-	w.mapLen(2 + count(q.Retain, len(q.SubIDs) > 0, q.State != 0, q.PacketID != 0, q.Size != 0))
+	w.mapLen(2 + count(q.Retain, len(q.SubIDs) > 0, q.State != 0, q.PacketID != 0, q.Size != 0, q.Body != nil))
 	w.uint("m", q.MsgID)
 	w.uint("q", uint64(q.QoS))
 	if q.Retain {
@@ -214,6 +214,12 @@ func (q *QueueEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if q.Size != 0 {
 		w.int("z", q.Size)
+	}
+	if q.Body != nil {
+		w.key("b")
+		if w.err == nil {
+			w.err = q.Body.EncodeMsgpack(e)
+		}
 	}
 	return w.err
 }

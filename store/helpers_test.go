@@ -128,7 +128,7 @@ func projection(t testing.TB, s *Store) []string {
 }
 
 // renderKey formats a key (and, for small records, its value) readably:
-// s/c1, u/c1/a/b, m/5, c/5=3, q/c1/1, n/c1=h1,n2,c1,b5, i/c1/7, r/t, x/100/t.
+// s/c1, u/c1/a/b, m/5, c/5=3, q/c1/1 (q/c1/1+body: inline message), n/c1=h1,n2,c1,b5, i/c1/7, r/t, x/100/t.
 func renderKey(k, v []byte) string {
 	if len(k) < 2 || k[1] != '/' {
 		return string(k)
@@ -145,6 +145,10 @@ func renderKey(k, v []byte) string {
 			s += "/" + string(rest)
 		case famQueue:
 			s += fmt.Sprintf("/%d", binary.BigEndian.Uint64(rest))
+			var e QueueEntry
+			if decode(k, v, &e) == nil && e.Body != nil {
+				s += "+body" // the message inline: its only reference
+			}
 		case famInbound:
 			s += fmt.Sprintf("/%d", binary.BigEndian.Uint16(rest))
 		case famQInfo:

@@ -157,7 +157,11 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	// Join bodies in a second pass, outside the queue iterator; a body
 	// shared by consecutive entries (one client matched twice) is read once.
 	for i := range out {
-		if i > 0 && out[i].Entry.MsgID == out[i-1].Entry.MsgID {
+		if b := out[i].Entry.Body; b != nil {
+			out[i].Msg, out[i].Entry.Body = b, nil
+			continue
+		}
+		if i > 0 && out[i].Entry.MsgID == out[i-1].Entry.MsgID && out[i-1].Msg != nil {
 			out[i].Msg = out[i-1].Msg
 			continue
 		}

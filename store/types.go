@@ -63,6 +63,16 @@ type Session struct {
 	DisconnectedAt int64  `msgpack:"da,omitempty"`
 	Will           *Will  `msgpack:"w,omitempty"`
 	Username       string `msgpack:"un,omitempty"`
+	// ExpiresAt is when the offline session expires (unix nanoseconds): the
+	// disconnect time plus ExpiryInterval, stored as an absolute time so
+	// that time spent with the broker down counts. 0 while connected and
+	// for sessions that never expire.
+	ExpiresAt int64 `msgpack:"xa,omitempty"`
+	// WillAt is when the pending will of an offline session is due (unix
+	// nanoseconds): the disconnect time plus the will delay interval. 0
+	// when no will is pending (a Will kept armed across a broker shutdown
+	// is not pending).
+	WillAt int64 `msgpack:"wa,omitempty"`
 }
 
 // Will is a session's armed will message.
@@ -84,8 +94,9 @@ type Subscription struct {
 	SubID             uint32 `msgpack:"id,omitempty"`
 }
 
-// Message is a message body m/<msgid>, stored once however many queues hold
-// it; also the value of a retained message r/<topic>.
+// Message is a message body: m/<msgid> when several queues hold it (stored
+// once however many), inline in the queue entry when one does; also the
+// value of a retained message r/<topic>.
 type Message struct {
 	Topic       string `msgpack:"t"`
 	Payload     []byte `msgpack:"p"`
@@ -118,6 +129,10 @@ type QueueEntry struct {
 	// that QueueInfo.Bytes can be maintained on ack without reading the
 	// body. Set by the store when the entry is enqueued.
 	Size int64 `msgpack:"z,omitempty"`
+	// Body is the message itself when this entry is its only reference (a
+	// message queued for one session): it is stored inline and there is no
+	// m/<MsgID> body, so the ack deletes one key and reads no refcount.
+	Body *Message `msgpack:"b,omitempty"`
 }
 
 // QueuedMessage is a queue entry joined with its message body.

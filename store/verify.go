@@ -22,7 +22,8 @@ func (e *VerifyError) Error() string {
 const maxProblems = 100
 
 // Verify checks the store's internal invariants against one consistent
-// snapshot: every queue entry's body exists; every body is referenced, and
+// snapshot: every queue entry's body exists (inline, or m/ for a shared
+// one); every m/ body is referenced, and
 // its c/ refcount equals the number of entries referencing it (absent when
 // that number is 1); every QueueInfo (on disk and in memory) matches its
 // entries; the retained values and the x/ expiry index agree; LastSeq is the
@@ -120,7 +121,9 @@ func (v *verifier) run(mem map[string]QueueInfo, lastSeq uint64) {
 		if err := decode(key, val, &e); err != nil {
 			return err
 		}
-		refs[e.MsgID]++
+		if e.Body == nil {
+			refs[e.MsgID]++
+		}
 		a := queues[client]
 		if a == nil {
 			a = &acc{min: seq}

@@ -133,6 +133,7 @@ func TestServeSecurity(t *testing.T) {
 		"--tls-cert", writeTestFile(t, dir, "cert.pem", cert), "--tls-key", writeTestFile(t, dir, "key.pem", key),
 		"--tls-client-ca", writeTestFile(t, dir, "ca.pem", clientCA.pem), "--tls-cert-username", "cn")
 
+	waitLog(t, b, "listening", 2)
 	tcpLog := b.logs.firstJSON(1, "listening")
 	tlsLog := b.logs.lastJSON(1, "listening")
 	if tcpLog == nil || tlsLog == nil || tcpLog["transport"] != "tcp" || tlsLog["transport"] != "tls" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -27,8 +28,9 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-queued-memory", Value: d.MaxQueuedMemory, Usage: "QoS 1/2 messages held in memory per session (persistent sessions keep the rest on disk)", EnvVars: []string{"CAIRN_MAX_QUEUED_MEMORY"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "max-packet-size", Value: int(d.MaxPacketSize), Usage: "largest packet accepted, bytes", EnvVars: []string{"CAIRN_MAX_PACKET_SIZE"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
+		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
-	}, securityFlags()...)
+	}, append(mqtt5Flags(), securityFlags()...)...)
 }
 
 func serveCommand() *cli.Command {
@@ -85,7 +87,11 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	case cfg.MemTableMiB < 1 || cfg.MemTableMiB > 4096:
 		return cfg, fmt.Errorf("memtable-size: %d MiB is not in 1..4096", cfg.MemTableMiB)
 	}
-	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine)
+	var err error
+	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
+		return cfg, err
+	}
+	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine) // security.go
 }
 
 func serve(c *cli.Context) error {
@@ -102,6 +108,16 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	cfg.Engine.Auth = policy
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	dir := cfg.Data
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
 	if err != nil {
@@ -119,7 +135,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
-		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "took", rep.Took)
+		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
 	logAuth(log, &cfg.Sec, policy)
 	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)

@@ -281,6 +281,18 @@ func (o *Outbox) Ack(kind byte, pid uint16) (AckResult, Delivery) {
 	return AckUnknown, Delivery{}
 }
 
+// Refused ends a QoS 2 delivery the client answered with a PUBREC carrying
+// an error code: in 5.0 that ends the exchange (§4.3.3), no PUBREL follows.
+// It reports false when pid is not a QoS 2 delivery awaiting PUBREC.
+func (o *Outbox) Refused(pid uint16) (Delivery, bool) {
+	in, ok := o.inflight[pid]
+	if !ok || in.Delivery.QoS != 2 || in.PubrecIn {
+		return Delivery{}, false
+	}
+	delete(o.inflight, pid)
+	return in.Delivery, true
+}
+
 // Forget removes an in-flight delivery that will never be acknowledged
 // (dropped: expired, or too large for the client).
 func (o *Outbox) Forget(pid uint16) { delete(o.inflight, pid) }

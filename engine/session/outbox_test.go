@@ -144,3 +144,35 @@ func TestPacketIDNotReusedAcrossWrap(t *testing.T) {
 		t.Fatalf("after the ack: ok=%v pid=%d", ok, a.PacketID)
 	}
 }
+
+// A 5.0 PUBREC with an error code ends a QoS 2 delivery: Refused frees the
+// window slot; it applies only to a QoS 2 delivery still awaiting PUBREC.
+func TestRefused(t *testing.T) {
+	o := New(Config{Window: 1, MemCap: 10, QoS0Cap: 10}, 0, 0, 0)
+	o.Push(Delivery{QoS: 2, Msg: msg("a")})
+	o.Push(Delivery{QoS: 1, Msg: msg("b")})
+	a, _ := o.Next()
+	if _, ok := o.Next(); ok {
+		t.Fatal("window of 1 gave a second")
+	}
+	d, ok := o.Refused(a.PacketID)
+	if !ok || string(d.Msg.Payload) != "a" || o.InflightCount() != 0 {
+		t.Fatalf("Refused = %v, %v; in flight %d", d, ok, o.InflightCount())
+	}
+	b, ok := o.Next()
+	if !ok || string(b.Delivery.Msg.Payload) != "b" {
+		t.Fatal("the slot was not freed")
+	}
+	if _, ok := o.Refused(b.PacketID); ok {
+		t.Fatal("Refused applied to a QoS 1 delivery")
+	}
+	o.Push(Delivery{QoS: 2, Msg: msg("c")})
+	o.Ack(4, b.PacketID)
+	c, _ := o.Next()
+	if res, _ := o.Ack(5, c.PacketID); res != AckPubrecDone {
+		t.Fatal("PUBREC not taken")
+	}
+	if _, ok := o.Refused(c.PacketID); ok {
+		t.Fatal("Refused applied after a successful PUBREC")
+	}
+}
