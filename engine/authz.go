@@ -79,6 +79,7 @@ func (c *conn) admitConnect(p *wire.Connect, id string) bool {
 		Remote:       listen.RemoteIP(c.nc.RemoteAddr()),
 		CertIdentity: c.sec.certID,
 		Anonymous:    c.sec.lis.AllowAnonymous,
+		EnhancedAuth: c.v5.authMethod, // set when the AUTH exchange succeeded (enhauth.go)
 	})
 	switch v.Outcome {
 	case auth.Accepted:

@@ -334,3 +334,55 @@ func TestAuthReload(t *testing.T) {
 	}
 	alice.ping(t)
 }
+
+// TestEnhancedAuthWithPolicy: a client that completed MQTT 5.0 enhanced
+// authentication is authenticated for the Policy too (no password needed
+// where anonymous clients are refused), with its CONNECT user name as the
+// user its ACL rules see; one that did not is refused as anonymous.
+func TestEnhancedAuthWithPolicy(t *testing.T) {
+	p, _, _ := policy(t, "", "pattern readwrite home/%u/#\n", 0)
+	tb := startBroker(t, engine.Options{Auth: p, EnhancedAuth: map[string]engine.EnhancedAuth{"one": oneStepAuth{}}})
+	addr := serveExtra(t, tb, engine.Listener{Name: "closed"})
+	r := dialRawV(t, addr, wire.V5)
+	ack := r.Connect(t, &wire.Connect{ClientID: "ea", CleanStart: true, UsernameFlag: true, Username: "carol",
+		Props: &wire.Properties{AuthMethod: "one", AuthData: []byte("x")}})
+	if ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02X after enhanced authentication", byte(ack.ReasonCode))
+	}
+	if c := r.subscribeCodes(t, 1, "home/carol/#", "home/dave/#"); c[0] != 1 || c[1] != wire.NotAuthorized {
+		t.Fatalf("SUBACK %v: the enhanced-auth user is not the ACL user", c)
+	}
+	refused(t, addr, wire.V5, "plain", "carol", "", wire.NotAuthorized)
+}
+
+// TestDelayedWillACL: a delayed will is checked against the rules in force
+// when its delay ends.
+func TestDelayedWillACL(t *testing.T) {
+	clk := &testClock{}
+	p, _, aclPath := policy(t, passwordFile(t, "alice", "pw", "root", "pw"), testACL, 0)
+	tb := startBroker(t, engine.Options{Auth: p, Now: clk.now})
+	watcher := mustConnectAs(t, tb.addr, wire.V311, "watch", "root", "pw")
+	watcher.subscribe(t, 1, "#", 0)
+	r := dialRawV(t, tb.addr, wire.V5)
+	if ack := r.Connect(t, &wire.Connect{ClientID: "dw", UsernameFlag: true, Username: "alice", PasswordFlag: true, Password: []byte("pw"),
+		Props: &wire.Properties{SessionExpiry: ptrU32(3600)},
+		Will:  &wire.Will{Topic: "alice/will", Payload: []byte("late"), Props: &wire.Properties{WillDelay: ptrU32(5)}}}); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02X", byte(ack.ReasonCode))
+	}
+	r.Close() // the will's delay starts
+	if !waitUntil(5*time.Second, func() bool { rec := storedSession(t, tb, "dw"); return rec != nil && rec.WillAt != 0 }) {
+		t.Fatal("will not pending")
+	}
+	if err := os.WriteFile(aclPath, []byte("user root\ntopic readwrite #\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.b.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(10 * time.Second)
+	if _, err := tb.b.ExpireSessions(clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	waitCounter(t, "WillDenied", 1, tb.b.Stats().Security.WillDenied.Load)
+	watcher.expectNothing(t, 100*time.Millisecond)
+}

@@ -13,8 +13,9 @@ import (
 //
 // Invariants:
 //   - A client is authenticated by a verified client certificate (when the
-//     listener maps certificates to user names), or by a user name and
-//     password found in the password file. Nothing else makes a user: a user
+//     listener maps certificates to user names), by a completed MQTT 5.0
+//     enhanced authentication (its user name is the CONNECT's), or by a
+//     user name and password found in the password file. Nothing else makes a user: a user
 //     name sent without a password file to check it against is ignored, and
 //     the client is anonymous (user ""), so that an ACL's per-user rules
 //     cannot be had by claiming a name.
@@ -83,6 +84,10 @@ type Login struct {
 	CertIdentity string
 	// Anonymous says whether the listener admits anonymous clients.
 	Anonymous bool
+	// EnhancedAuth names the MQTT 5.0 enhanced authentication method the
+	// client completed before (the engine's EnhancedAuth handler vouched
+	// for its user name), or "".
+	EnhancedAuth string
 }
 
 // Outcome is the result of an authentication.
@@ -124,6 +129,9 @@ type Verdict struct {
 func (p *Policy) Authenticate(l *Login) Verdict {
 	if l.CertIdentity != "" {
 		return Verdict{Outcome: Accepted, User: l.CertIdentity, Why: "client certificate"}
+	}
+	if l.EnhancedAuth != "" {
+		return Verdict{Outcome: Accepted, User: l.Username, Why: "enhanced authentication " + l.EnhancedAuth}
 	}
 	if l.HasUsername && p.pw != nil {
 		if !p.limiter.Allow(l.Remote) {
