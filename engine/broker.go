@@ -56,6 +56,7 @@ type Stats struct {
 	CommitFailures    atomic.Int64
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
+	Maint             MaintStats // compaction task and queue limits (compact.go)
 	Security          SecurityStats
 }
 

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -41,8 +42,9 @@ type v5state struct {
 
 	// inbound flow control (inbound5.go): QoS 1 PUBLISHes not yet answered
 	// with PUBACK (decremented by the pipeline step that sends it) and QoS 2
-	// packet ids received on this connection not yet released (reader only).
+	// packet ids received on this connection not yet released.
 	inQoS1 atomic.Int32
+	inMu   sync.Mutex // guards inQoS2: a refused PUBREC releases from the completion goroutine
 	inQoS2 map[uint16]struct{}
 
 	// topic aliases (alias.go)

@@ -98,7 +98,9 @@ func (b *Broker) routeWill(client string, w *store.Will, now time.Time) *routed 
 			msg.Props, msg.ExpiresAt = storedProps(p, now)
 		}
 	}
-	return b.route(msg, client, now.UnixNano())
+	r := b.route(msg, client, now.UnixNano())
+	b.limitQueues(r, false)
+	return r
 }
 
 // publishRouted applies a committed message: retained value, deliveries.

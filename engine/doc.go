@@ -15,6 +15,9 @@
 // writer sends, outbound topic aliases), enhauth.go (the AUTH exchange),
 // expiry.go and deadlines.go (session expiry and delayed wills, as absolute
 // times in the store, with one timer).
+// Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
+// and the broker's side of the compaction task (compact.go) each live in
+// their own file.
 //
 // Security has files of its own too: listener.go (listeners, TLS handshake,
 // connection limits), authz.go (the Authorizer hook: CONNECT, PUBLISH,

@@ -35,6 +35,10 @@ type testBroker struct {
 	l    net.Listener
 	addr string
 	done chan struct{}
+
+	// storeOpts are the store's options; Logger and FS (and Now, unless
+	// set) are the broker's.
+	storeOpts store.Options
 }
 
 func testLogger() *slog.Logger {
@@ -47,7 +51,13 @@ func testLogger() *slog.Logger {
 
 func startBroker(t testing.TB, opts engine.Options) *testBroker {
 	t.Helper()
-	tb := &testBroker{t: t, dir: "/cairn", fs: vfs.NewCrashableMem(), opts: opts}
+	return startBrokerStore(t, opts, store.Options{})
+}
+
+// startBrokerStore is startBroker with store options (memtable size, ...).
+func startBrokerStore(t testing.TB, opts engine.Options, so store.Options) *testBroker {
+	t.Helper()
+	tb := &testBroker{t: t, dir: "/cairn", fs: vfs.NewCrashableMem(), opts: opts, storeOpts: so}
 	if tb.opts.Logger == nil {
 		tb.opts.Logger = testLogger()
 	}
@@ -58,7 +68,12 @@ func startBroker(t testing.TB, opts engine.Options) *testBroker {
 
 func (tb *testBroker) start() {
 	tb.t.Helper()
-	st, err := store.Open(tb.dir, store.Options{Logger: tb.opts.Logger, FS: tb.fs})
+	so := tb.storeOpts
+	so.Logger, so.FS = tb.opts.Logger, tb.fs
+	if so.Now == nil {
+		so.Now = tb.opts.Now
+	}
+	st, err := store.Open(tb.dir, so)
 	if err != nil {
 		tb.t.Fatalf("open store: %v", err)
 	}

@@ -57,6 +57,8 @@ func (c *conn) admitPublish(p *wire.Publish) (proceed, keep bool) {
 		return true, true
 	}
 	st := &c.v5
+	st.inMu.Lock()
+	defer st.inMu.Unlock()
 	if p.QoS == 2 {
 		if _, counted := st.inQoS2[p.PacketID]; counted {
 			return true, true
@@ -86,7 +88,22 @@ func (c *conn) inboundAcked(qos byte) {
 }
 
 // inboundReleased releases a QoS 2 PUBLISH's quota at its PUBREL.
-func (c *conn) inboundReleased(pid uint16) { delete(c.v5.inQoS2, pid) }
+func (c *conn) inboundReleased(pid uint16) {
+	c.v5.inMu.Lock()
+	delete(c.v5.inQoS2, pid)
+	c.v5.inMu.Unlock()
+}
+
+// inboundRefused releases the quota of a QoS 1/2 PUBLISH answered with an
+// error reason code: its flow ends there (no PUBREL follows a failed
+// PUBREC).
+func (c *conn) inboundRefused(p *wire.Publish) {
+	if p.QoS == 2 {
+		c.inboundReleased(p.PacketID)
+	} else {
+		c.inboundAcked(p.QoS)
+	}
+}
 
 // resolveAlias maps p's topic alias (§3.3.2.3.4): an empty topic takes the
 // alias's topic, a topic sets it.

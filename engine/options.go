@@ -44,6 +44,9 @@ type Options struct {
 	// method name (enhauth.go). A CONNECT naming another method is refused
 	// with CONNACK 0x8C.
 	EnhancedAuth map[string]EnhancedAuth
+	// Maint configures retained TTLs, per-session queue limits and the
+	// compaction task (compact.go).
+	Maint MaintOptions
 }
 
 // DefaultOptions returns the defaults.
@@ -98,5 +101,6 @@ func (o Options) withDefaults() Options {
 		o.Now = time.Now
 	}
 	o.Features = o.Features.withDefaults()
+	o.Maint = o.Maint.withDefaults(o.Logger)
 	return o
 }

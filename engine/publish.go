@@ -32,6 +32,7 @@ var matchPool = sync.Pool{New: func() any { s := make([]topics.Match, 0, 16); re
 // r.ev (if any) and calls r.deliver once that is durable.
 func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	r := &routed{msg: msg}
+	b.stampRetained(msg, now) // server-side retained TTL (retainttl.go)
 	mp := matchPool.Get().(*[]topics.Match)
 	matches := b.subs.Match(msg.Topic, from, b.isOnline, (*mp)[:0])
 	var targets []store.Target
@@ -69,6 +70,7 @@ func cloneIDs(ids []uint32) []uint32 {
 // deliver hands a committed message to its sessions. Stored targets the
 // store skipped (Seq 0: the session was dropped meanwhile) get nothing.
 func (r *routed) deliver(b *Broker) {
+	b.afterLimits(r) // queue limit decisions of the commit (queuelimit.go)
 	if r.ev != nil {
 		for i, t := range r.ev.Targets {
 			if t.Seq == 0 {
@@ -132,6 +134,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		msg.Props, msg.ExpiresAt = storedProps(p.Props, now)
 	}
 	r := b.route(msg, c.clientID, now.UnixNano())
+	b.limitQueues(r, true)
 	var evs []*store.Event
 	if r.ev != nil {
 		evs = append(evs, r.ev)
@@ -149,6 +152,10 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
 		if err != nil {
 			c.failCommit(err)
+			return
+		}
+		if r.refused() {
+			c.refuseQueueFull(p, r) // a subscriber's queue is full (queuelimit.go)
 			return
 		}
 		if msg.Retain {

@@ -2,6 +2,7 @@
 
 package engine_test
 
-// raceEnabled shortens the heaviest tests: the race detector slows the
-// broker and Pebble ten times over, and CI also runs them without it.
+// raceEnabled scales down test workloads under the race detector (which also
+// turns on Pebble's invariant checks and slows the broker ten times over);
+// CI runs them without it too.
 const raceEnabled = true

@@ -93,7 +93,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint32, now int64) []*routed {
 	var out []*routed
 	b.retained.Match(filter, func(topic string, m *store.Message) bool {
-		if m.ExpiresAt != 0 && m.ExpiresAt <= now || !b.mayReceive(s, topic) {
+		if m.RetainedExpired(now) || !b.mayReceive(s, topic) { // 5.0 expiry or server TTL, swept or not; the ACL
 			return true
 		}
 		qos := min(m.QoS, granted)
@@ -109,6 +109,7 @@ func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint
 			r.ev = &store.Event{Kind: store.EvPublished, Time: now, Client: m.From, Msg: &body,
 				Targets: []store.Target{{Client: s.id, QoS: qos, Retain: true, SubIDs: ids}}}
 			r.stored = []*Session{s}
+			b.limitQueues(r, false)
 		} else {
 			r.volatile = []volatileDelivery{{s: s, d: session.Delivery{QoS: qos, Retain: true, SubIDs: ids, Msg: m}}}
 		}

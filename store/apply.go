@@ -27,12 +27,21 @@ import (
 // built into kb immediately before each Pebble call; Pebble copies keys and
 // values on Set/Delete/Get, so the buffer can be reused at once.
 type txn struct {
-	s      *Store
-	b      *pebble.Batch
-	enc    *encoder
-	kb     []byte // key scratch
-	vb     []byte // small-value scratch (QueueInfo, refcounts)
-	queues map[string]stagedQueue
+	s       *Store
+	b       *pebble.Batch
+	enc     *encoder
+	kb      []byte // key scratch
+	vb      []byte // small-value scratch (QueueInfo, refcounts)
+	queues  map[string]stagedQueue
+	effects effects // what the batch actually removed (compact.go reads it)
+}
+
+// effects counts removals a batch really made, as opposed to the events it
+// logged (an expiry decided on a stale scan may be a no-op).
+type effects struct {
+	retainedExpired int // retained values deleted by EvRetainedExpired
+	entriesRemoved  int // queue entries deleted by EvAcked / EvDropped / drop-oldest
+	bodiesCollected int // bodies deleted by EvBodyCollected
 }
 
 type stagedQueue struct {
@@ -56,6 +65,7 @@ func (t *txn) k(key []byte) []byte {
 func (t *txn) begin(b *pebble.Batch) {
 	t.b = b
 	clear(t.queues)
+	t.effects = effects{}
 }
 
 // apply applies one event to the batch and appends it to the log.
@@ -84,6 +94,8 @@ func (t *txn) apply(ev *Event, assign bool) error {
 		err = t.released(ev)
 	case EvRetainedExpired:
 		err = t.retainedExpired(ev)
+	case EvBodyCollected:
+		err = t.bodyCollected(ev)
 	default:
 		err = fmt.Errorf("unknown event kind %d", ev.Kind)
 	}
@@ -214,8 +226,8 @@ func (t *txn) dropSession(client string) error {
 			return err
 		}
 		for it.First(); it.Valid(); it.Next() {
-			var e QueueEntry
-			if err := decode(it.Key(), it.Value(), &e); err != nil {
+			e, err := decodeEntryRef(it.Key(), it.Value())
+			if err != nil {
 				_ = it.Close()
 				return err
 			}
@@ -223,7 +235,20 @@ func (t *txn) dropSession(client string) error {
 				_ = it.Close()
 				return err
 			}
-			if err := t.release(e.MsgID); err != nil {
+			if e.expiresAt != 0 {
+				_, seq, err := queueKeySeq(it.Key())
+				if err == nil {
+					err = t.b.Delete(t.k(queueExpiryKey(t.kb[:0], e.expiresAt, client, seq)), nil)
+				}
+				if err != nil {
+					_ = it.Close()
+					return err
+				}
+			}
+			if e.inline {
+				continue // inline body: nothing shared to release
+			}
+			if err := t.release(e.msgID); err != nil {
 				_ = it.Close()
 				return err
 			}
@@ -276,10 +301,11 @@ func (t *txn) unsubscribe(ev *Event) error {
 	return t.b.Delete(t.k(subKey(t.kb[:0], ev.Client, ev.Filter)), nil)
 }
 
-// published stores the body once — inline in the queue entry when there is
-// one target, as m/<id> with a refcount when there are more, not at all when
-// there are none — one queue entry per target, the retained value, and the
-// inbound QoS 2 packet id.
+// published stores the body once — inline in the queue entry when exactly
+// one target is enqueued, as m/<id> with a refcount when more are, not at
+// all when none is — one queue entry per target, the retained value, and
+// the inbound QoS 2 packet id. A Limit can refuse the event, skip targets or
+// drop old entries first (limit.go).
 func (t *txn) published(ev *Event, assign bool) error {
 	m := ev.Msg
 	if m == nil {
@@ -290,26 +316,71 @@ func (t *txn) published(ev *Event, assign bool) error {
 	} else if ev.MsgID == 0 && len(ev.Targets) > 0 {
 		return errors.New("missing message id")
 	}
-	var inline *Message // one target: the body lives in its queue entry
-	switch n := len(ev.Targets); {
-	case n == 1:
-		inline = m
-	case n > 1:
-		if err := t.set(t.k(msgKey(t.kb[:0], ev.MsgID)), m); err != nil {
+	if ev.Limit != nil {
+		if err := ev.Limit.check(); err != nil {
 			return err
 		}
-		t.vb = binary.AppendUvarint(t.vb[:0], uint64(n))
-		if err := t.b.Set(t.k(refKey(t.kb[:0], ev.MsgID)), t.vb, nil); err != nil {
+		if assign {
+			ev.QueueFull, ev.Dropped = "", nil
+			if ev.Limit.Policy == LimitReject {
+				ev.QueueFull = t.overflowing(ev)
+			}
+		}
+	}
+	if ev.QueueFull != "" {
+		return nil // refused whole: nothing is stored
+	}
+	if !assign {
+		// The recorded drops; none of them is an entry of this event.
+		for _, d := range ev.Dropped {
+			if err := t.removeEntry(d.Client, d.Seq); err != nil {
+				return fmt.Errorf("recorded drop %q/%d: %w", d.Client, d.Seq, err)
+			}
+		}
+	}
+	// How many targets get an entry is known up front unless a Limit is
+	// being decided now; then the body is placed after the entries.
+	known := ev.Limit == nil || !assign
+	n := len(ev.Targets)
+	if ev.Limit != nil && !assign {
+		n = 0
+		for _, tg := range ev.Targets {
+			if tg.Seq != 0 {
+				n++
+			}
+		}
+	}
+	var inline *Message // one entry: the body lives in it
+	if known {
+		if n == 1 {
+			inline = m
+		} else if err := t.sharedBody(ev.MsgID, m, n); err != nil {
 			return err
 		}
 	}
-	if len(ev.Targets) > 0 {
-		size := int64(len(m.Payload))
-		for i := range ev.Targets {
-			tg := &ev.Targets[i]
-			if err := t.enqueue(ev.MsgID, size, inline, tg, assign); err != nil {
-				return fmt.Errorf("target %q: %w", tg.Client, err)
+	size := int64(len(m.Payload))
+	var last QueueEntry // the last entry enqueued, with its target
+	var lastTarget *Target
+	enqueued := 0
+	for i := range ev.Targets {
+		tg := &ev.Targets[i]
+		e, ok, err := t.enqueueTarget(ev, tg, size, inline, assign)
+		if err != nil {
+			return fmt.Errorf("target %q: %w", tg.Client, err)
+		}
+		if ok {
+			enqueued++
+			last, lastTarget = e, tg
+		}
+	}
+	if !known {
+		if enqueued == 1 {
+			last.Body = m // rewrite the only entry with the body inline
+			if err := t.set(t.k(queueKey(t.kb[:0], lastTarget.Client, lastTarget.Seq)), &last); err != nil {
+				return err
 			}
+		} else if err := t.sharedBody(ev.MsgID, m, enqueued); err != nil {
+			return err
 		}
 	}
 	if m.Retain {
@@ -326,19 +397,62 @@ func (t *txn) published(ev *Event, assign bool) error {
 	return nil
 }
 
-func (t *txn) enqueue(msgID uint64, size int64, inline *Message, tg *Target, assign bool) error {
+// enqueueTarget enqueues one target, first applying the event's Limit when
+// committing (assign); a replayed target with Seq 0 was not enqueued.
+func (t *txn) enqueueTarget(ev *Event, tg *Target, size int64, inline *Message, assign bool) (QueueEntry, bool, error) {
 	if err := checkClient(tg.Client); err != nil {
+		return QueueEntry{}, false, err
+	}
+	if !assign && tg.Seq == 0 && ev.Limit != nil {
+		return QueueEntry{}, false, nil
+	}
+	if assign && ev.Limit != nil {
+		victims, ok, err := t.makeRoom(ev, tg, size)
+		if err != nil {
+			return QueueEntry{}, false, err
+		}
+		if !ok {
+			tg.Seq = 0
+			return QueueEntry{}, false, nil
+		}
+		for _, seq := range victims {
+			if err := t.removeEntry(tg.Client, seq); err != nil {
+				return QueueEntry{}, false, err
+			}
+			ev.Dropped = append(ev.Dropped, QueueRef{Client: tg.Client, Seq: seq})
+		}
+	}
+	e, err := t.enqueue(ev.MsgID, size, ev.Msg.ExpiresAt, inline, tg, assign)
+	return e, err == nil, err
+}
+
+// sharedBody stores a body n > 1 entries reference, with its refcount.
+func (t *txn) sharedBody(id uint64, m *Message, n int) error {
+	if n < 2 {
+		return nil
+	}
+	if err := t.set(t.k(msgKey(t.kb[:0], id)), m); err != nil {
 		return err
 	}
+	t.vb = binary.AppendUvarint(t.vb[:0], uint64(n))
+	return t.b.Set(t.k(refKey(t.kb[:0], id)), t.vb, nil)
+}
+
+func (t *txn) enqueue(msgID uint64, size, expiresAt int64, inline *Message, tg *Target, assign bool) (QueueEntry, error) {
 	qi := t.queue(tg.Client)
 	if assign {
 		tg.Seq = qi.Next
 	} else if tg.Seq < qi.Next {
-		return fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
+		return QueueEntry{}, fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
 	}
-	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size, Body: inline}
+	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size, ExpiresAt: expiresAt, Body: inline}
 	if err := t.set(t.k(queueKey(t.kb[:0], tg.Client, tg.Seq)), &e); err != nil {
-		return err
+		return QueueEntry{}, err
+	}
+	if expiresAt != 0 {
+		if err := t.b.Set(t.k(queueExpiryKey(t.kb[:0], expiresAt, tg.Client, tg.Seq)), nil, nil); err != nil {
+			return QueueEntry{}, err
+		}
 	}
 	if qi.Count == 0 {
 		qi.Head = tg.Seq
@@ -347,13 +461,19 @@ func (t *txn) enqueue(msgID uint64, size int64, inline *Message, tg *Target, ass
 	qi.Bytes += size
 	qi.Next = tg.Seq + 1
 	t.setQueue(tg.Client, qi)
-	return nil
+	return e, nil
 }
 
-// retainedExpiry decodes only the expiry of a stored retained message, so
-// replacing a retained value does not decode the old payload.
+// retainedExpiry decodes only the deadlines of a stored retained message,
+// so replacing a retained value does not decode the old payload.
 type retainedExpiry struct {
-	ExpiresAt int64 `msgpack:"ex,omitempty"`
+	ExpiresAt   int64 `msgpack:"ex,omitempty"`
+	RetainUntil int64 `msgpack:"ru,omitempty"`
+}
+
+// deadline is the x/ index time of the retained value (Message.RetainedDeadline).
+func (r retainedExpiry) deadline() int64 {
+	return (&Message{ExpiresAt: r.ExpiresAt, RetainUntil: r.RetainUntil}).RetainedDeadline()
 }
 
 // setRetained sets or (empty payload) clears r/<topic>, keeping the x/
@@ -364,8 +484,8 @@ func (t *txn) setRetained(m *Message) error {
 	if err != nil {
 		return err
 	}
-	if found && old.ExpiresAt != 0 {
-		if err := t.b.Delete(t.k(expiryKey(t.kb[:0], old.ExpiresAt, m.Topic)), nil); err != nil {
+	if d := old.deadline(); found && d != 0 {
+		if err := t.b.Delete(t.k(expiryKey(t.kb[:0], d, m.Topic)), nil); err != nil {
 			return err
 		}
 	}
@@ -375,8 +495,8 @@ func (t *txn) setRetained(m *Message) error {
 	if err := t.set(t.k(retainedKey(t.kb[:0], m.Topic)), m); err != nil {
 		return err
 	}
-	if m.ExpiresAt != 0 {
-		return t.b.Set(t.k(expiryKey(t.kb[:0], m.ExpiresAt, m.Topic)), nil, nil)
+	if d := m.RetainedDeadline(); d != 0 {
+		return t.b.Set(t.k(expiryKey(t.kb[:0], d, m.Topic)), nil, nil)
 	}
 	return nil
 }
@@ -391,15 +511,40 @@ func (t *txn) retainedExpired(ev *Event) error {
 	if err != nil || !found {
 		return err
 	}
-	if ev.Time != 0 && (cur.ExpiresAt == 0 || cur.ExpiresAt > ev.Time) {
+	d := cur.deadline()
+	if ev.Time != 0 && (d == 0 || d > ev.Time) {
 		return nil
 	}
-	if cur.ExpiresAt != 0 {
-		if err := t.b.Delete(t.k(expiryKey(t.kb[:0], cur.ExpiresAt, ev.Topic)), nil); err != nil {
+	if d != 0 {
+		if err := t.b.Delete(t.k(expiryKey(t.kb[:0], d, ev.Topic)), nil); err != nil {
 			return err
 		}
 	}
+	t.effects.retainedExpired++
 	return t.b.Delete(t.k(retainedKey(t.kb[:0], ev.Topic)), nil)
+}
+
+// bodyCollected deletes a body (and its refcount) that no queue entry
+// references. Bodies are normally deleted with their last reference; this is
+// for orphans that the compaction task found on a snapshot (an orphan never
+// gains a reference: only the publish that creates a body enqueues it).
+func (t *txn) bodyCollected(ev *Event) error {
+	if ev.MsgID == 0 {
+		return errors.New("missing message id")
+	}
+	_, closer, err := t.b.Get(t.k(msgKey(t.kb[:0], ev.MsgID)))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read body %d: %w", ev.MsgID, err)
+	default:
+		_ = closer.Close()
+		t.effects.bodiesCollected++
+	}
+	if err := t.b.Delete(t.k(msgKey(t.kb[:0], ev.MsgID)), nil); err != nil {
+		return err
+	}
+	return t.b.Delete(t.k(refKey(t.kb[:0], ev.MsgID)), nil)
 }
 
 func (t *txn) released(ev *Event) error {
@@ -432,11 +577,17 @@ func (t *txn) removeEntry(client string, qseq uint64) error {
 	if err := t.b.Delete(k, nil); err != nil {
 		return err
 	}
+	if e.expiresAt != 0 {
+		if err := t.b.Delete(t.k(queueExpiryKey(t.kb[:0], e.expiresAt, client, qseq)), nil); err != nil {
+			return err
+		}
+	}
 	if !e.inline {
 		if err := t.release(e.msgID); err != nil {
 			return err
 		}
 	}
+	t.effects.entriesRemoved++
 	qi := t.queue(client)
 	qi.Count--
 	qi.Bytes -= e.size

@@ -112,9 +112,10 @@ func decodeUvarint(val []byte) (uint64, error) {
 // entryRef is what removing a queue entry needs from it: which message it
 // references, its size, and whether the body is inline (nothing to release).
 type entryRef struct {
-	msgID  uint64
-	size   int64
-	inline bool
+	msgID     uint64
+	size      int64
+	expiresAt int64 // the y/ index key to delete with the entry (0: none)
+	inline    bool
 }
 
 // decodeEntryRef reads an entryRef from an encoded QueueEntry without
@@ -131,7 +132,7 @@ func decodeEntryRef(key, val []byte) (entryRef, error) {
 	if err := decode(key, val, &e); err != nil {
 		return entryRef{}, err
 	}
-	return entryRef{msgID: e.MsgID, size: e.Size, inline: e.Body != nil}, nil
+	return entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil}, nil
 }
 
 func scanEntryRef(b []byte) (r entryRef, ok bool) {
@@ -155,15 +156,18 @@ func scanEntryRef(b []byte) (r entryRef, ok bool) {
 			return r, true // the body is last; nothing after it matters
 		}
 		switch k {
-		case "m", "z":
+		case "m", "z", "ex":
 			v, np, ok := msgpackInt(b, p)
 			if !ok {
 				return r, false
 			}
-			if k == "m" {
+			switch k {
+			case "m":
 				r.msgID = v
-			} else {
+			case "z":
 				r.size = int64(v)
+			default:
+				r.expiresAt = int64(v)
 			}
 			p = np
 		default:

@@ -188,7 +188,7 @@ func (s *Store) Sync() error {
 // s.mu held. assign selects Commit (assign seqs) or ReplayEvent (check them).
 func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
 	var b *pebble.Batch
-	if anyReads(evs) {
+	if anyReads(evs) || s.mayDrop(evs) {
 		b = s.db.NewIndexedBatch()
 	} else {
 		b = s.db.NewBatch() // cheaper: no per-key index to maintain

@@ -8,5 +8,10 @@
 // been fsynced through that batch; completions run in commit order. See
 // commit.go for the pipeline and README.md for the key schema.
 //
+// Nothing expires by itself (Pebble has no TTL): retained and queued
+// messages are indexed by deadline (x/, y/) and removed by the compaction
+// task (compact.go), which also truncates the log; queue limits are held in
+// the commit (limit.go).
+//
 // The store knows nothing of sockets or MQTT sessions beyond these records.
 package store

@@ -102,7 +102,7 @@ func (ev *Event) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
 	w.mapLen(2 + count(ev.Client != "", ev.Session != nil, ev.Filter != "", ev.Sub != nil, ev.MsgID != 0,
 		ev.Msg != nil, len(ev.Targets) > 0, ev.QSeq != 0, ev.PacketID != 0, ev.InboundPID != 0,
-		ev.Topic != "", ev.Reason != ""))
+		ev.Topic != "", ev.Reason != "", ev.Limit != nil, len(ev.Dropped) > 0, ev.QueueFull != ""))
 	w.uint("k", uint64(ev.Kind))
 	w.int("t", ev.Time)
 	if ev.Client != "" {
@@ -152,13 +152,22 @@ func (ev *Event) EncodeMsgpack(e *msgpack.Encoder) error {
 	if ev.Reason != "" {
 		w.str("r", ev.Reason)
 	}
+	if ev.Limit != nil {
+		w.value("l", ev.Limit)
+	}
+	if len(ev.Dropped) > 0 {
+		w.value("d", ev.Dropped)
+	}
+	if ev.QueueFull != "" {
+		w.str("qf", ev.QueueFull)
+	}
 	return w.err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder (see the top of encode.go).
 func (m *Message) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
-	w.mapLen(4 + count(m.Retain, len(m.Props) > 0, m.From != "", m.ExpiresAt != 0))
+	w.mapLen(4 + count(m.Retain, len(m.Props) > 0, m.From != "", m.ExpiresAt != 0, m.RetainUntil != 0))
 	w.str("t", m.Topic)
 	w.bytes("p", m.Payload)
 	w.uint("q", uint64(m.QoS))
@@ -175,13 +184,16 @@ func (m *Message) EncodeMsgpack(e *msgpack.Encoder) error {
 	if m.ExpiresAt != 0 {
 		w.int("ex", m.ExpiresAt)
 	}
+	if m.RetainUntil != 0 {
+		w.int("ru", m.RetainUntil)
+	}
 	return w.err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder (see the top of encode.go).
 func (t *Target) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
-	w.mapLen(3 + count(t.Retain, len(t.SubIDs) > 0))
+	w.mapLen(3 + count(t.Retain, len(t.SubIDs) > 0, t.SentBelow != 0))
 	w.str("c", t.Client)
 	w.uint("q", uint64(t.QoS))
 	if t.Retain {
@@ -191,13 +203,16 @@ func (t *Target) EncodeMsgpack(e *msgpack.Encoder) error {
 		w.uint32s("s", t.SubIDs)
 	}
 	w.uint("n", t.Seq)
+	if t.SentBelow != 0 {
+		w.uint("sb", t.SentBelow)
+	}
 	return w.err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder (see the top of encode.go).
 func (q *QueueEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
-	w.mapLen(2 + count(q.Retain, len(q.SubIDs) > 0, q.State != 0, q.PacketID != 0, q.Size != 0, q.Body != nil))
+	w.mapLen(2 + count(q.Retain, len(q.SubIDs) > 0, q.State != 0, q.PacketID != 0, q.Size != 0, q.ExpiresAt != 0, q.Body != nil))
 	w.uint("m", q.MsgID)
 	w.uint("q", uint64(q.QoS))
 	if q.Retain {
@@ -214,6 +229,9 @@ func (q *QueueEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if q.Size != 0 {
 		w.int("z", q.Size)
+	}
+	if q.ExpiresAt != 0 {
+		w.int("ex", q.ExpiresAt)
 	}
 	if q.Body != nil {
 		w.key("b")

@@ -128,7 +128,8 @@ func projection(t testing.TB, s *Store) []string {
 }
 
 // renderKey formats a key (and, for small records, its value) readably:
-// s/c1, u/c1/a/b, m/5, c/5=3, q/c1/1 (q/c1/1+body: inline message), n/c1=h1,n2,c1,b5, i/c1/7, r/t, x/100/t.
+// s/c1, u/c1/a/b, m/5, c/5=3, q/c1/1 (q/c1/1+body: inline message), n/c1=h1,n2,c1,b5, i/c1/7, r/t, x/100/t,
+// y/100/c1/1.
 func renderKey(k, v []byte) string {
 	if len(k) < 2 || k[1] != '/' {
 		return string(k)
@@ -169,6 +170,12 @@ func renderKey(k, v []byte) string {
 	case famExpiry:
 		at, topic, _ := splitU64(k)
 		return fmt.Sprintf("x/%d/%s", at, topic)
+	case famQExpiry:
+		at, client, seq, err := splitQueueExpiry(k)
+		if err != nil {
+			return fmt.Sprintf("%q", k)
+		}
+		return fmt.Sprintf("y/%d/%s/%d", at, client, seq)
 	}
 	return fmt.Sprintf("%q", k)
 }

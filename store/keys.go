@@ -24,6 +24,7 @@ const (
 	famInbound  = 'i' // i/<client><pid:2>             empty
 	famRetained = 'r' // r/<topic>                     Message (msgpack)
 	famExpiry   = 'x' // x/<expiresAt:8><topic>        empty
+	famQExpiry  = 'y' // y/<expiresAt:8><client><seq:8> empty: queue entries whose message expires
 	famEvent    = 'e' // e/<seq:8>                     format byte + Event (msgpack)
 )
 
@@ -90,6 +91,23 @@ func retainedKey(dst []byte, topic string) []byte {
 
 func expiryKey(dst []byte, expiresAt int64, topic string) []byte {
 	return append(appendU64(appendFamily(dst, famExpiry), uint64(expiresAt)), topic...)
+}
+
+func queueExpiryKey(dst []byte, expiresAt int64, client string, seq uint64) []byte {
+	return appendU64(appendClient(appendU64(appendFamily(dst, famQExpiry), uint64(expiresAt)), client), seq)
+}
+
+// splitQueueExpiry parses a y/ key.
+func splitQueueExpiry(key []byte) (expiresAt int64, client string, seq uint64, err error) {
+	at, rest, err := splitU64(key)
+	if err != nil || len(rest) < 10 {
+		return 0, "", 0, fmt.Errorf("%w %q", errKeyShape, key)
+	}
+	n := int(binary.BigEndian.Uint16(rest))
+	if len(rest) != 2+n+8 {
+		return 0, "", 0, fmt.Errorf("%w %q", errKeyShape, key)
+	}
+	return int64(at), string(rest[2 : 2+n]), binary.BigEndian.Uint64(rest[2+n:]), nil
 }
 
 func eventKey(dst []byte, seq uint64) []byte { return appendU64(appendFamily(dst, famEvent), seq) }

@@ -17,6 +17,7 @@ var kindNames = [...]string{
 	EvDropped:         "dropped",
 	EvRetainedExpired: "retained-expired",
 	EvDelivered:       "delivered",
+	EvBodyCollected:   "body-collected",
 }
 
 // String names the kind for logs and `cairn inspect`.

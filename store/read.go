@@ -197,8 +197,10 @@ func (s *Store) message(id uint64) (*Message, error) {
 }
 
 // ForEachRetained calls fn for every retained message, in topic order,
-// skipping those whose ExpiresAt has passed (Options.Now). fn's error stops
-// the scan and is returned as is.
+// skipping those whose retained deadline (Message.RetainedDeadline: 5.0
+// expiry or server TTL) has passed at Options.Now, even if the compaction
+// task has not deleted them yet. fn's error stops the scan and is returned
+// as is.
 func (s *Store) ForEachRetained(fn func(*Message) error) error {
 	now := s.opts.Now().UnixNano()
 	return s.scanFamily(famRetained, func(key, val []byte) error {
@@ -206,7 +208,7 @@ func (s *Store) ForEachRetained(fn func(*Message) error) error {
 		if err := decode(key, val, m); err != nil {
 			return err
 		}
-		if m.ExpiresAt != 0 && m.ExpiresAt <= now {
+		if m.RetainedExpired(now) {
 			return nil
 		}
 		return fn(m)

@@ -78,6 +78,11 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// cmu serializes compaction passes (compact.go) and guards qcursor,
+	// where the last pass stopped in the queue expiry index.
+	cmu     sync.Mutex
+	qcursor []byte
 }
 
 // Open opens the store in dir, creating it if absent (unless ReadOnly).

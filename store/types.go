@@ -19,6 +19,7 @@ const (
 	EvDropped         EventKind = 12 // Client, QSeq, Reason: queue entry removed without delivery (expired, overflow)
 	EvRetainedExpired EventKind = 13 // Topic: delete r/<topic> and its expiry index entry
 	EvDelivered       EventKind = 14 // Client, QSeq, PacketID: queue entry state -> StateSent (need not be synced)
+	EvBodyCollected   EventKind = 15 // MsgID: delete m/<id> and c/<id>, a body no queue entry references (compaction, full mode)
 )
 
 // Queue entry states.
@@ -48,6 +49,18 @@ type Event struct {
 	InboundPID uint16 `msgpack:"i,omitempty"`
 	Topic      string `msgpack:"o,omitempty"`
 	Reason     string `msgpack:"r,omitempty"`
+	// Limit, with EvPublished, holds every target's queue to a size; see
+	// QueueLimit (limit.go) for what happens to a queue that is full.
+	Limit *QueueLimit `msgpack:"l,omitempty"`
+	// Dropped, with EvPublished under a LimitDropOldest Limit, lists the
+	// queue entries removed to make room. Assigned by Commit (like
+	// Target.Seq); ReplayEvent applies the recorded list.
+	Dropped []QueueRef `msgpack:"d,omitempty"`
+	// QueueFull, with EvPublished under a LimitReject Limit, names the client
+	// whose queue the message would have overflowed: then nothing of the
+	// event was applied (no body, entry, retained value or inbound packet
+	// id). Assigned by Commit; ReplayEvent applies the recorded decision.
+	QueueFull string `msgpack:"qf,omitempty"`
 }
 
 // Session is the record s/<client>.
@@ -105,7 +118,34 @@ type Message struct {
 	Props       []byte `msgpack:"x,omitempty"` // wire-encoded 5.0 properties (no topic alias / subscription ids)
 	From        string `msgpack:"f,omitempty"` // publisher client id (for no-local)
 	PublishedAt int64  `msgpack:"at"`          // unix nanoseconds
-	ExpiresAt   int64  `msgpack:"ex,omitempty"`
+	// ExpiresAt is the MQTT 5.0 message expiry as an absolute deadline (unix
+	// ns, 0 = none): it applies to every copy, queued or retained.
+	ExpiresAt int64 `msgpack:"ex,omitempty"`
+	// RetainUntil is the server-side retention deadline of the retained copy
+	// (unix ns, 0 = none), from the broker's retained TTL rules. It does not
+	// shorten the life of queued copies or change the expiry a subscriber is
+	// told. See RetainedDeadline.
+	RetainUntil int64 `msgpack:"ru,omitempty"`
+}
+
+// RetainedDeadline is when the retained copy of m stops being served: the
+// earlier of ExpiresAt and RetainUntil, 0 if neither is set.
+func (m *Message) RetainedDeadline() int64 {
+	switch {
+	case m.ExpiresAt == 0:
+		return m.RetainUntil
+	case m.RetainUntil == 0:
+		return m.ExpiresAt
+	}
+	return min(m.ExpiresAt, m.RetainUntil)
+}
+
+// RetainedExpired reports whether the retained copy of m has expired at now
+// (unix ns). Every reader of retained messages must skip expired ones: the
+// compaction task deletes them only on its next pass.
+func (m *Message) RetainedExpired(now int64) bool {
+	d := m.RetainedDeadline()
+	return d != 0 && d <= now
 }
 
 // Target is one persistent session a published message is queued for.
@@ -114,7 +154,11 @@ type Target struct {
 	QoS    byte     `msgpack:"q"` // effective QoS for this subscriber
 	Retain bool     `msgpack:"r,omitempty"`
 	SubIDs []uint32 `msgpack:"s,omitempty"`
-	Seq    uint64   `msgpack:"n"` // queue sequence, assigned by Commit
+	Seq    uint64   `msgpack:"n"` // queue sequence, assigned by Commit; 0 after Commit: not enqueued (its queue was full, see QueueLimit)
+	// SentBelow, under a LimitDropOldest Limit, protects the entries that
+	// may be in flight toward the client (seq < SentBelow) from being
+	// dropped to make room.
+	SentBelow uint64 `msgpack:"sb,omitempty"`
 }
 
 // QueueEntry is the record q/<client>/<seq>.
@@ -129,6 +173,10 @@ type QueueEntry struct {
 	// that QueueInfo.Bytes can be maintained on ack without reading the
 	// body. Set by the store when the entry is enqueued.
 	Size int64 `msgpack:"z,omitempty"`
+	// ExpiresAt copies the message's 5.0 expiry deadline (unix ns, 0 = none),
+	// so that removing the entry can remove its y/ index key without
+	// reading the body.
+	ExpiresAt int64 `msgpack:"ex,omitempty"`
 	// Body is the message itself when this entry is its only reference (a
 	// message queued for one session): it is stored inline and there is no
 	// m/<MsgID> body, so the ack deletes one key and reads no refcount.

@@ -25,7 +25,8 @@ const maxProblems = 100
 // snapshot: every queue entry's body exists (inline, or m/ for a shared
 // one); every m/ body is referenced, and
 // its c/ refcount equals the number of entries referencing it (absent when
-// that number is 1); every QueueInfo (on disk and in memory) matches its
+// that number is 1); the y/ queue expiry index holds exactly the entries
+// whose message expires; every QueueInfo (on disk and in memory) matches its
 // entries; the retained values and the x/ expiry index agree; LastSeq is the
 // last logged seq (or meta/seq after a full truncation). It does not check
 // engine-level rules (for example that every queue belongs to a stored
@@ -112,6 +113,7 @@ func (v *verifier) run(mem map[string]QueueInfo, lastSeq uint64) {
 		bytes    int64
 	}
 	queues := make(map[string]*acc)
+	expiring := make(map[string]bool) // y/ keys the entries call for
 	v.each(famQueue, func(key, val []byte) error {
 		client, seq, err := queueKeySeq(key)
 		if err != nil {
@@ -123,6 +125,9 @@ func (v *verifier) run(mem map[string]QueueInfo, lastSeq uint64) {
 		}
 		if e.Body == nil {
 			refs[e.MsgID]++
+		}
+		if e.ExpiresAt != 0 {
+			expiring[string(queueExpiryKey(nil, e.ExpiresAt, client, seq))] = true
 		}
 		a := queues[client]
 		if a == nil {
@@ -207,6 +212,23 @@ func (v *verifier) run(mem map[string]QueueInfo, lastSeq uint64) {
 			v.problem("queue %q is in memory but not stored", client)
 		}
 	}
+	v.each(famQExpiry, func(key, _ []byte) error {
+		at, client, seq, err := splitQueueExpiry(key)
+		if err != nil {
+			return err
+		}
+		if !expiring[string(key)] {
+			v.problem("queue expiry index entry %d for %q/%d does not match a queue entry", at, client, seq)
+		}
+		delete(expiring, string(key))
+		return nil
+	})
+	for k := range expiring {
+		at, client, seq, _ := splitQueueExpiry([]byte(k))
+		if v.err == nil {
+			v.problem("queue entry %q/%d expires at %d but is not in the queue expiry index", client, seq, at)
+		}
+	}
 	v.retained()
 	v.sequence(lastSeq)
 }
@@ -226,8 +248,8 @@ func (v *verifier) retained() {
 		if len(m.Payload) == 0 {
 			v.problem("retained %q has an empty payload", topic)
 		}
-		if m.ExpiresAt != 0 {
-			expiries[topic] = m.ExpiresAt
+		if d := m.RetainedDeadline(); d != 0 {
+			expiries[topic] = d
 		}
 		return nil
 	})

@@ -90,8 +90,22 @@ func (w *workload) event() *Event {
 			}
 			ev.Targets = append(ev.Targets, tg)
 		}
+		if r.IntN(4) == 0 {
+			ev.Msg.ExpiresAt = now + int64(r.IntN(2000)) - 500 // 5.0 message expiry: y/ index
+		}
+		if r.IntN(5) == 0 && len(ev.Targets) > 0 {
+			ev.Limit = &QueueLimit{Count: uint32(r.IntN(6)), Bytes: int64(r.IntN(3)) * 300, Policy: LimitPolicy(r.IntN(3))}
+			for i := range ev.Targets {
+				if r.IntN(2) == 0 {
+					ev.Targets[i].SentBelow = w.s.QueueInfo(ev.Targets[i].Client).Head + uint64(r.IntN(3))
+				}
+			}
+		}
 		if r.IntN(6) == 0 {
 			ev.Msg.Retain = true
+			if r.IntN(3) == 0 {
+				ev.Msg.RetainUntil = now + int64(r.IntN(2000)) - 500 // server-side retained TTL
+			}
 			if r.IntN(3) == 0 {
 				ev.Msg.Payload = nil // clears the retained message
 			}

@@ -1,5 +1,6 @@
 // Command cairn is the Cairn MQTT broker and its tools: serve runs the
-// broker; version prints the build.
+// broker; compact runs the compaction task on a stopped broker's store;
+// version prints the build.
 package main
 
 import (
@@ -34,6 +35,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			serveCommand(),
+			compactCommand(),
 			benchCommand(),
 			passwdCommand(),
 			{

@@ -20,7 +20,7 @@ import (
 
 func serveFlags() []cli.Flag {
 	d := engine.DefaultOptions()
-	return append([]cli.Flag{
+	flags := []cli.Flag{
 		&cli.StringFlag{Name: "config", Usage: "YAML config file (keys are the flag names)", EnvVars: []string{"CAIRN_CONFIG"}},
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1883", Usage: "TCP listener address", EnvVars: []string{"CAIRN_LISTEN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data", Value: "./cairn-data", Usage: "store directory", EnvVars: []string{"CAIRN_DATA"}}),
@@ -30,7 +30,10 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
-	}, append(mqtt5Flags(), securityFlags()...)...)
+	}
+	flags = append(flags, mqtt5Flags()...)   // mqtt5flags.go
+	flags = append(flags, maintFlags()...)   // compact.go
+	return append(flags, securityFlags()...) // security.go
 }
 
 func serveCommand() *cli.Command {
@@ -57,6 +60,8 @@ type serveConfig struct {
 	MemTableMiB int
 	Engine      engine.Options
 	Sec         securityConfig
+	// CompactInterval is how often the compaction task runs (0: never).
+	CompactInterval time.Duration
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -89,6 +94,9 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	var err error
 	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
+		return cfg, err
+	}
+	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
 		return cfg, err
 	}
 	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine) // security.go
@@ -150,6 +158,7 @@ func serve(c *cli.Context) error {
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
@@ -160,6 +169,7 @@ func serve(c *cli.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	stopCompaction()
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}

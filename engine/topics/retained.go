@@ -73,6 +73,13 @@ func (r *Retained[V]) Delete(topic string) bool {
 	if n == nil || !n.has {
 		return false
 	}
+	r.remove(n)
+	return true
+}
+
+// remove clears n's message and prunes emptied nodes; the caller holds the
+// write lock.
+func (r *Retained[V]) remove(n *rnode[V]) {
 	var zero V
 	n.topic, n.value, n.has = "", zero, false // release the payload now, not at prune time
 	r.n--
@@ -86,7 +93,6 @@ func (r *Retained[V]) Delete(topic string) bool {
 		n.parent = nil
 		n = p
 	}
-	return true
 }
 
 // Get returns topic's retained message.
