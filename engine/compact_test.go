@@ -427,6 +427,12 @@ func TestCompactExpiresSessions(t *testing.T) {
 	r, _ = mustConnect5(t, tb.addr, session5("cx-kept", false, 3600))
 	r.Send(&wire.Disconnect{})
 	r.expectClosed(t, 5*time.Second)
+	// The sockets close before the sessions' closes are committed.
+	for _, id := range []string{"cx-gone", "cx-kept"} {
+		if !waitUntil(5*time.Second, func() bool { rec := storedSession(t, tb, id); return rec != nil && !rec.Connected }) {
+			t.Fatalf("session %s not closed in the store", id)
+		}
+	}
 	clk.advance(10 * time.Minute)
 	if _, err := tb.b.Compact(context.Background(), false); err != nil {
 		t.Fatal(err)
