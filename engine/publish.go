@@ -161,7 +161,11 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		if msg.Retain {
 			b.setRetained(msg)
 		}
-		r.deliver(b)
+		// The acknowledgement is queued before the deliveries, so that a
+		// client subscribed to its own topic gets its PUBACK / PUBREC
+		// before the copy of its message unless the writer was already
+		// part-way through a batch (MQTT does not order the two; both are
+		// durable now).
 		switch p.QoS {
 		case 1:
 			c.inboundAcked(1)
@@ -169,6 +173,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		case 2:
 			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
 		}
+		r.deliver(b)
 	})
 	if st == nil {
 		return false
