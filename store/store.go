@@ -92,7 +92,9 @@ type Store struct {
 // in a format that cannot tell a corrupt record from a torn tail. After the
 // flush, every acknowledged write lives in a WAL whose corruption makes Open
 // fail loudly. A corruption found while opening is returned as a
-// *CorruptionError.
+// *CorruptionError — including damage Pebble itself would let pass: synced
+// records it would drop from the newest WAL's last block (salvage.go,
+// checkNewestWAL).
 func Open(dir string, opts Options) (*Store, error) {
 	s, err := open(dir, opts.withDefaults())
 	if err != nil {
@@ -107,6 +109,9 @@ func open(dir string, opts Options) (s *Store, err error) {
 			s, err = nil, wrapOpenErr(dir, fe)
 		}
 	}()
+	if err := checkNewestWAL(opts.FS, dir); err != nil {
+		return nil, err
+	}
 	db, err := pebble.Open(dir, opts.pebbleOptions())
 	if err != nil {
 		return nil, wrapOpenErr(dir, err)
@@ -135,6 +140,9 @@ func open(dir string, opts Options) (s *Store, err error) {
 func wrapOpenErr(dir string, err error) error {
 	if pebble.IsCorruptionError(err) {
 		return &CorruptionError{Dir: dir, Err: err}
+	}
+	if isLockErr(err) {
+		return lockedErr(dir, err)
 	}
 	return fmt.Errorf("store: open %s: %w", dir, err)
 }
@@ -210,7 +218,7 @@ func (s *Store) getUint64(key []byte) (uint64, bool, error) {
 	}
 	defer closer.Close()
 	if len(val) != 8 {
-		return 0, false, fmt.Errorf("read %s: value of %d bytes, want 8", key, len(val))
+		return 0, false, fmt.Errorf("%w: %s: value of %d bytes, want 8", ErrUndecodable, key, len(val))
 	}
 	return binary.BigEndian.Uint64(val), true, nil
 }
@@ -251,7 +259,7 @@ func (s *Store) loadQueues() error {
 		qi, err := decodeQueueInfo(it.Value())
 		if err != nil {
 			_ = it.Close()
-			return fmt.Errorf("queue info of %q: %w", client, err)
+			return fmt.Errorf("%w: queue info of %q: %w", ErrUndecodable, client, err)
 		}
 		s.queues[client] = qi
 	}

@@ -30,6 +30,7 @@ func serveFlags() []cli.Flag {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "connect-timeout", Value: d.ConnectTimeout, Usage: "time a new connection has to send CONNECT", EnvVars: []string{"CAIRN_CONNECT_TIMEOUT"}}),
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
 	flags = append(flags, mqtt5Flags()...)   // mqtt5flags.go
 	flags = append(flags, maintFlags()...)   // compact.go
@@ -57,6 +58,7 @@ func serveCommand() *cli.Command {
 type serveConfig struct {
 	Listen      string
 	Data        string
+	Admin       string // admin endpoint address; "" disables it
 	MemTableMiB int
 	Engine      engine.Options
 	Sec         securityConfig
@@ -68,6 +70,7 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		Listen:      c.String("listen"),
 		Data:        c.String("data"),
+		Admin:       c.String("admin"),
 		MemTableMiB: c.Int("memtable-size"),
 		Engine: engine.Options{
 			MaxInflight:     c.Int("max-inflight"),
@@ -129,17 +132,24 @@ func serve(c *cli.Context) error {
 	dir := cfg.Data
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
 	if err != nil {
-		var ce *store.CorruptionError
-		if errors.As(err, &ce) {
-			return fmt.Errorf("the store in %s is damaged and was not opened (nothing was changed): %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
 		}
 		return fmt.Errorf("opening the store in %s: %w", dir, err)
 	}
 	defer st.Close()
 	cfg.Engine.Logger = log
 	b := engine.New(st, cfg.Engine)
+	adm, err := startAdmin(cfg.Admin, dir, st, b, log)
+	if err != nil {
+		return err
+	}
+	defer adm.stop()
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
+		}
 		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
@@ -153,6 +163,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer closeListeners()
+	adm.setReady()
 	stopHUP := reloadOnHUP(b, log)
 	defer stopHUP()
 
@@ -173,6 +184,7 @@ func serve(c *cli.Context) error {
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
+	adm.stop()
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("closing the store: %w", err)
 	}
