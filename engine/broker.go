@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-mqtt/cairn/engine/listen"
 	"github.com/cairn-mqtt/cairn/engine/topics"
 	"github.com/cairn-mqtt/cairn/store"
 )
@@ -37,6 +38,7 @@ type Broker struct {
 
 	connects idLocks
 	stats    Stats
+	sec      brokerSecurity
 
 	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
 	settleMu sync.Mutex // one settle at a time (expiry.go)
@@ -59,6 +61,7 @@ type Stats struct {
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
 	Maint             MaintStats // compaction task and queue limits (compact.go)
+	Security          SecurityStats
 }
 
 // ErrClosed is returned by Serve after Shutdown.
@@ -79,62 +82,18 @@ func New(st *store.Store, opts Options) *Broker {
 		listeners: make(map[net.Listener]struct{}),
 	}
 	b.deadl = newDeadlines(opts.Now, b.onDeadlines)
+	b.sec.connLimit = listen.NewConnLimiter(opts.Limits.MaxConnections, opts.Limits.MaxConnectionsPerIP)
 	return b
 }
 
 // Stats returns the broker's live counters.
 func (b *Broker) Stats() *Stats { return &b.stats }
 
-// Serve accepts connections on l until Shutdown or an accept error.
-func (b *Broker) Serve(l net.Listener) error {
-	b.mu.Lock()
-	if b.closing {
-		b.mu.Unlock()
-		return ErrClosed
-	}
-	b.listeners[l] = struct{}{}
-	b.mu.Unlock()
-	b.deadl.start() // normally FinishRestore already did
-	stopWatch := make(chan struct{})
-	go b.watchStore(stopWatch) // storefail.go
-	defer func() {
-		close(stopWatch)
-		b.mu.Lock()
-		delete(b.listeners, l)
-		b.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if err := b.storeFailure(); err != nil {
-				return err
-			}
-			b.mu.RLock()
-			closing := b.closing
-			b.mu.RUnlock()
-			if closing {
-				return ErrClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				b.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("engine: accept on %s: %w", l.Addr(), err)
-		}
-		backoff = 0
-		if !b.ServeConn(nc) {
-			return ErrClosed
-		}
-	}
-}
-
 // ServeConn runs the MQTT protocol on an accepted connection in its own
 // goroutines. It returns false (and closes nc) if the broker is shutting down.
-func (b *Broker) ServeConn(nc net.Conn) bool {
+func (b *Broker) ServeConn(nc net.Conn) bool { return b.serveConn(nc, &plainListener) }
+
+func (b *Broker) serveConn(nc net.Conn, lis *Listener) bool {
 	b.mu.Lock()
 	if b.closing {
 		b.mu.Unlock()
@@ -142,6 +101,7 @@ func (b *Broker) ServeConn(nc net.Conn) bool {
 		return false
 	}
 	c := newConn(b, nc)
+	c.sec.lis = lis
 	b.conns[c] = struct{}{}
 	b.connWG.Add(1)
 	b.mu.Unlock()

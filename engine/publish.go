@@ -38,7 +38,7 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	var targets []store.Target
 	for _, m := range matches {
 		s := b.lookup(m.Client)
-		if s == nil {
+		if s == nil || !b.mayReceive(s, msg.Topic) {
 			continue
 		}
 		r.matched++
@@ -102,6 +102,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if proceed, keep := c.admitPublish(p); !proceed { // aliases, quota, capabilities (inbound5.go)
 		return keep
 	}
+	if ok, keep := c.admitSecurity(p); !ok { // rate, topic limits, ACL (limits.go)
+		return keep
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inbound[p.PacketID]
@@ -146,7 +149,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.ev.InboundPID = p.PacketID
 	}
 	durable := p.QoS > 0 && len(evs) > 0
-	st := c.pl.add(func(err error) {
+	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
 		if isNoSpace(err) {
 			c.refuseNoSpace(p) // free space below the reserve (storefull.go)
 			return
@@ -162,7 +165,11 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		if msg.Retain {
 			b.setRetained(msg)
 		}
-		r.deliver(b)
+		// The acknowledgement is queued before the deliveries, so that a
+		// client subscribed to its own topic gets its PUBACK / PUBREC
+		// before the copy of its message unless the writer was already
+		// part-way through a batch (MQTT does not order the two; both are
+		// durable now).
 		switch p.QoS {
 		case 1:
 			c.inboundAcked(1)
@@ -170,6 +177,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		case 2:
 			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
 		}
+		r.deliver(b)
 	})
 	if st == nil {
 		return false

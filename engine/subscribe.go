@@ -46,6 +46,10 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			codes[i], reason = c.failCode(code), why
 			continue
 		}
+		if code, ok := c.admitFilter(sub.Filter); !ok {
+			codes[i] = code
+			continue
+		}
 		_, _, shared, _ := wire.ParseSharedFilter(sub.Filter)
 		if shared && sub.NoLocal && c.version == wire.V5 {
 			c.protocolError(wire.ProtocolError, "no local on a shared subscription")
@@ -102,7 +106,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint32, now int64) []*routed {
 	var out []*routed
 	b.retained.Match(filter, func(topic string, m *store.Message) bool {
-		if m.RetainedExpired(now) { // 5.0 expiry or server TTL, swept or not
+		if m.RetainedExpired(now) || !b.mayReceive(s, topic) { // 5.0 expiry or server TTL, swept or not; the ACL
 			return true
 		}
 		qos := min(m.QoS, granted)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -33,9 +32,10 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
-	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
-	flags = append(flags, storeFlags()...) // storeflags.go
-	return append(flags, maintFlags()...)  // compact.go
+	flags = append(flags, mqtt5Flags()...)   // mqtt5flags.go
+	flags = append(flags, storeFlags()...)   // storeflags.go
+	flags = append(flags, maintFlags()...)   // compact.go
+	return append(flags, securityFlags()...) // security.go
 }
 
 func serveCommand() *cli.Command {
@@ -64,6 +64,7 @@ type serveConfig struct {
 	// MinFreeSpace is store.Options.MinFreeSpace (storeflags.go).
 	MinFreeSpace int64
 	Engine       engine.Options
+	Sec          securityConfig
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
 }
@@ -104,8 +105,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if cfg.MinFreeSpace, err = loadMinFreeSpace(c); err != nil { // storeflags.go
 		return cfg, err
 	}
-	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c) // compact.go
-	return cfg, err
+	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
+		return cfg, err
+	}
+	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine) // security.go
 }
 
 func serve(c *cli.Context) error {
@@ -117,6 +120,11 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	policy, err := newPolicy(&cfg.Sec)
+	if err != nil {
+		return err
+	}
+	cfg.Engine.Auth = policy
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -154,17 +162,20 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
-	l, err := net.Listen("tcp", cfg.Listen)
+	logAuth(log, &cfg.Sec, policy)
+	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
+	served := make(chan error, 2)
+	closeListeners, err := serveListeners(b, &cfg, log, served)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		return err
 	}
-	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
+	defer closeListeners()
 	adm.setReady()
+	stopHUP := reloadOnHUP(b, log)
+	defer stopHUP()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- b.Serve(l) }()
 	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
