@@ -152,6 +152,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer adm.stop()
+	registerAdminActions(adm, b) // admin_actions.go
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
 		if derr := damagedStoreErr(dir, err); derr != nil {
