@@ -40,6 +40,11 @@ type Config struct {
 	Parallel int `json:"parallel"`
 	// Kill stops the broker with SIGKILL instead of SIGTERM (restart).
 	Kill bool `json:"kill"`
+	// Kills is how many times crash SIGKILLs the broker; KillInterval is
+	// the mean time it lets the broker run after a round's first
+	// acknowledgement (the delay is uniform in 0.2–1.8 × KillInterval).
+	Kills        int           `json:"kills,omitempty"`
+	KillInterval time.Duration `json:"kill_interval_ns,omitempty"`
 	// Prefix starts every topic.
 	Prefix string `json:"topic_prefix"`
 	// Grace bounds the wait for acknowledgements and deliveries after
@@ -65,7 +70,7 @@ type Config struct {
 }
 
 // Scenarios lists the scenario names in the order they are documented.
-var Scenarios = []string{"fanin", "fanout", "pairs", "offline", "connect", "restart"}
+var Scenarios = []string{"fanin", "fanout", "pairs", "offline", "connect", "restart", "crash"}
 
 type scenarioFunc func(ctx context.Context, cfg Config, e *env) (*Result, error)
 
@@ -76,12 +81,13 @@ var scenarioFuncs = map[string]scenarioFunc{
 	"offline": runOffline,
 	"connect": runConnect,
 	"restart": runRestart,
+	"crash":   runCrash,
 }
 
 // Defaults returns cfg with the scenario's defaults filled in.
 func Defaults(scenario string, cfg Config) Config {
 	if cfg.Clients <= 0 {
-		cfg.Clients = map[string]int{"fanin": 8, "fanout": 50, "pairs": 50, "offline": 1, "connect": 1000, "restart": 1}[scenario]
+		cfg.Clients = map[string]int{"fanin": 8, "fanout": 50, "pairs": 50, "offline": 1, "connect": 1000, "restart": 1, "crash": 4}[scenario]
 	}
 	if cfg.Payload <= 0 {
 		cfg.Payload = 64
@@ -112,6 +118,14 @@ func Defaults(scenario string, cfg Config) Config {
 	}
 	if scenario == "restart" && cfg.Sessions <= 0 {
 		cfg.Sessions = 1
+	}
+	if scenario == "crash" {
+		if cfg.Kills <= 0 {
+			cfg.Kills = 10
+		}
+		if cfg.KillInterval <= 0 {
+			cfg.KillInterval = 500 * time.Millisecond
+		}
 	}
 	return cfg
 }
@@ -177,9 +191,9 @@ func Run(ctx context.Context, scenario string, cfg Config, t Target) (*Result, e
 		e.name = "broker"
 	}
 	switch {
-	case scenario == "restart":
+	case scenario == "restart" || scenario == "crash":
 		if t.Launcher == nil {
-			return nil, errors.New("restart needs a broker it can start (a command), not just an address")
+			return nil, fmt.Errorf("%s needs a broker it can start (a command), not just an address", scenario)
 		}
 		e.launcher = t.Launcher
 	case t.Launcher != nil:

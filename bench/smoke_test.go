@@ -126,6 +126,9 @@ func TestSmokeScenarios(t *testing.T) {
 		{"restart", "listen_ms", func(c *bench.Config) { c.Count = 300 }},
 		{"restart", "all_msgs_ms", func(c *bench.Config) { c.Count = 900; c.Sessions = 40; c.Clients = 3 }},
 		{"fanin", "x_fsync", func(c *bench.Config) { c.Clients = 1; c.Window = 32; c.FsyncProbe = 50 * time.Millisecond }},
+		// In process the "kills" are graceful stops; cmd/cairn's
+		// TestBenchCrashKillsCairn kills a real broker.
+		{"crash", "acked", func(c *bench.Config) { c.Clients = 2; c.Kills = 2; c.KillInterval = 100 * time.Millisecond }},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			cfg := smokeConfig(t)
@@ -135,6 +138,11 @@ func TestSmokeScenarios(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkResult(t, r, tc.headline)
+			if tc.scenario == "crash" {
+				if k, _ := r.Metric("kills"); k.Value != float64(cfg.Kills) || !strings.HasSuffix(r.Summary, ": PASS") {
+					t.Fatalf("crash: %v kills, summary %q", k.Value, r.Summary)
+				}
+			}
 			if tc.scenario == "offline" || tc.scenario == "restart" {
 				if r.Counts.Received != cfg.Count || r.Counts.Acked != cfg.Count {
 					t.Fatalf("%s: acked %d received %d of %d", tc.scenario, r.Counts.Acked, r.Counts.Received, cfg.Count)

@@ -88,12 +88,20 @@ func (c *conn) stage(evs []*store.Event, durable bool, done func(error)) {
 		return
 	}
 	bt := &c.batch
+	// While the store refuses growth (storefull.go) every packet is
+	// committed alone: a refused publish must not take the acknowledgements
+	// batched with it down too, and its refusal (which gives the 5.0
+	// receive-maximum quota back) comes before the next packet is handled.
+	alone := c.b.store.SpaceLow()
+	if alone {
+		c.flushBatch()
+	}
 	bt.evs = append(bt.evs, evs...)
 	bt.durable = bt.durable || durable
 	if done != nil {
 		bt.dones = append(bt.dones, done)
 	}
-	if len(bt.evs) >= maxBatchEvents {
+	if alone || len(bt.evs) >= maxBatchEvents {
 		c.flushBatch()
 	}
 }
@@ -142,8 +150,10 @@ func (c *conn) flushBatch() {
 		bt.acks = nil
 	}
 	if err != nil {
-		c.b.stats.CommitFailures.Add(1)
-		c.log.Error("store commit failed", "client", c.clientID, "err", err)
+		if !isNoSpace(err) { // a refusal, not a failure (storefull.go)
+			c.b.stats.CommitFailures.Add(1)
+			c.log.Error("store commit failed", "client", c.clientID, "err", err)
+		}
 		if done != nil {
 			done(err)
 		}

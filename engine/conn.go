@@ -25,6 +25,7 @@ const (
 	endTakeover                        // a new connection took the client id: will published
 	endShutdown                        // broker shutting down: will stays armed
 	endStoreFailure                    // the store could not make a commit durable
+	endStoreFull                       // 3.x PUBLISH refused: free space below the store's reserve (storefull.go)
 )
 
 // conn is one network connection. Its reader goroutine (run) decodes packets
@@ -46,6 +47,7 @@ type conn struct {
 	// batch is what the reader gathered from its read buffer, not yet
 	// committed (batch.go).
 	batch commitBatch
+	sec   connSecurity // listener, user, limits (limits.go, authz.go)
 
 	wmu     sync.Mutex
 	ctl     []ctlItem // packets queued for the writer (acks, SUBACK, ...)
@@ -71,7 +73,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		nc:       nc,
 		r:        wire.NewReader(nc, b.opts.MaxPacketSize),
 		log:      connLogger(b.log, nc.RemoteAddr()), // connlog.go
-		pl:       newPipeline(b.opts.MaxPipeline),
+		pl:       newPipeline(b.opts.MaxPipeline, b.opts.Limits.MaxInboundBytes),
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 		idle:     idleState{quiet: true}, // after CONNECT, most clients wait
@@ -88,7 +90,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 // far less.
 func (c *conn) run() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
-	if !c.connect() {
+	if !c.handshake() || !c.connect() {
 		c.nc.Close()
 		close(c.finished)
 		c.b.forgetConn(c)
@@ -138,8 +140,10 @@ func (c *conn) refuseBadConnect(err error) {
 		c.writeNow(&wire.Connack{ReasonCode: wire.ConnRefusedProtocolVersion}, wire.V311)
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
 		c.log.Warn("closing connection: malformed CONNECT", "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.b.stats.Security.ConnectTimeouts.Add(1)
 		c.log.Info("closing connection: no CONNECT in time", "timeout", c.b.opts.ConnectTimeout)
 	case errors.Is(err, io.EOF):
 		c.log.Debug("connection closed before CONNECT")
@@ -162,6 +166,9 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 // readLoop reads packets until the connection ends.
 func (c *conn) readLoop() {
 	for {
+		if !c.waitWriter() {
+			return
+		}
 		if c.keepAlive > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		} else {
@@ -223,6 +230,7 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
 		c.log.Warn("closing connection: bad packet", "err", err)
 		c.disconnectWith(we.Code, we.Msg)
 		c.closeWith(endProtocol)

@@ -20,8 +20,18 @@
 // throughput mechanisms next to the pipeline.
 // Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
 // and the broker's side of the compaction task (compact.go) each live in
-// their own file.
+// their own file, and so do the answers to storage faults: storefull.go
+// (the store is low on free space: new durable work is refused with the
+// protocol's "not now") and storefail.go (the store failed: the broker
+// acknowledges nothing more and stops).
 //
-// Subpackages: topics (subscription trie, retained index) and session
-// (outbound window and packet identifiers).
+// Security has files of its own too: listener.go (listeners, TLS handshake,
+// connection limits), authz.go (the Authorizer hook: CONNECT, PUBLISH,
+// SUBSCRIBE, deliveries, wills; reload) and limits.go (every per-client
+// limit and its answer, and the counters).
+//
+// Subpackages: topics (subscription trie, retained index), session
+// (outbound window and packet identifiers), auth (password and ACL files,
+// failed-login limiter, Policy) and listen (TLS configuration, connection
+// limiter).
 package engine

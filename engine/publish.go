@@ -47,7 +47,7 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	targets := r.tgBuf[:0]
 	for _, m := range matches {
 		s := b.lookup(m.Client)
-		if s == nil {
+		if s == nil || !b.mayReceive(s, msg.Topic) {
 			continue
 		}
 		r.matched++
@@ -112,6 +112,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if proceed, keep := c.admitPublish(p); !proceed { // aliases, quota, capabilities (inbound5.go)
 		return keep
 	}
+	if ok, keep := c.admitSecurity(p); !ok { // rate, topic limits, ACL (limits.go)
+		return keep
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inbound[p.PacketID]
@@ -157,7 +160,11 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.ev.InboundPID = p.PacketID
 	}
 	durable := p.QoS > 0 && len(evs) > 0
-	st := c.pl.add(func(err error) {
+	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
+		if isNoSpace(err) {
+			c.refuseNoSpace(p) // free space below the reserve (storefull.go)
+			return
+		}
 		if err != nil {
 			c.failCommit(err)
 			return
@@ -169,7 +176,11 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		if msg.Retain {
 			b.setRetained(msg)
 		}
-		r.deliver(b)
+		// The acknowledgement is queued before the deliveries, so that a
+		// client subscribed to its own topic gets its PUBACK / PUBREC
+		// before the copy of its message unless the writer was already
+		// part-way through a batch (MQTT does not order the two; both are
+		// durable now).
 		switch p.QoS {
 		case 1:
 			c.inboundAcked(1)
@@ -177,6 +188,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		case 2:
 			c.sendAck(wire.PUBREC, p.PacketID, c.noMatch(r))
 		}
+		r.deliver(b)
 	})
 	if st == nil {
 		return false

@@ -1,7 +1,11 @@
 // Package recovery brings a broker back from its store: it rebuilds the
 // engine's sessions, subscriptions, queues, inbound QoS 2 state and retained
 // messages, and publishes the wills of clients whose connections a crash
-// cut — all before any listener accepts a connection.
+// cut — all before any listener accepts a connection (Restore).
+//
+// It also judges and mends a stopped store for `cairn recover` (Check,
+// Repair: check.go, repair.go) and re-derives its projections from the
+// event log for `cairn replay` (Replay, VerifyReplay: replay.go).
 package recovery
 
 import (

@@ -77,10 +77,15 @@ func decodeEvent(seq uint64, val []byte) (*Event, error) {
 	return ev, nil
 }
 
+// ErrUndecodable is wrapped by every error about a stored record that does
+// not decode: the store is damaged (`cairn recover` is the remedy), as
+// opposed to failing to read it.
+var ErrUndecodable = errors.New("store: undecodable record")
+
 // decode unmarshals a msgpack record into v, naming the key on failure.
 func decode(key, val []byte, v any) error {
 	if err := msgpack.Unmarshal(val, v); err != nil {
-		return fmt.Errorf("store: decode %q: %w", key, err)
+		return fmt.Errorf("%w %s: %w", ErrUndecodable, KeyString(key), err)
 	}
 	return nil
 }

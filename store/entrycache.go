@@ -98,7 +98,7 @@ func (c *entryCache) added(client string, seq uint64, ref entryRef, qi QueueInfo
 
 // take returns the ref of the live entry at seq and marks it removed. state
 // is entryLive (ref valid), entryDead (known removed) or entryUnknown.
-func (c *entryCache) take(client string, seq uint64) (entryRef, entryState) {
+func (c *entryCache) take(client string, seq uint64) (entryRef, slotState) {
 	w := c.window(client)
 	if w == nil {
 		return entryRef{}, entryUnknown
@@ -132,10 +132,10 @@ func (c *entryCache) take(client string, seq uint64) (entryRef, entryState) {
 	return ref, entryLive
 }
 
-type entryState uint8
+type slotState uint8
 
 const (
-	entryUnknown entryState = iota
+	entryUnknown slotState = iota
 	entryLive
 	entryDead
 )

@@ -46,13 +46,14 @@ func (s *Store) Checkpoint(dir string) error {
 		return err
 	}
 	defer s.exitRead()
-	var opts []pebble.CheckpointOption
-	if !s.opts.ReadOnly {
-		// Flush first so the copy needs no WAL replay (a read-only store
-		// cannot flush; its WAL files are copied instead).
-		opts = append(opts, pebble.WithFlushedWAL())
+	if s.opts.ReadOnly {
+		// Pebble's Checkpoint fails on a read-only DB; nothing writes the
+		// directory while we hold its lock, so a file copy is consistent
+		// (backup.go).
+		return copyFiles(s.opts.FS, s.dir, dir)
 	}
-	if err := s.db.Checkpoint(dir, opts...); err != nil {
+	// Sync the WAL first so that the copied WAL holds every accepted commit.
+	if err := s.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("store: checkpoint to %s: %w", dir, err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,7 +40,12 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("store: %s is corrupt: %v (run `cairn recover` to salvage what is readable)", e.Dir, e.Err)
+	where := ""
+	if d := corruptionDetail(e.Err); d != "" { // corrupt.go: the file and offset
+		where = " [" + d + "]"
+	}
+	msg := strings.ReplaceAll(e.Err.Error(), "\n<corruption detail carrier>", "") // a marker of Pebble's, not a message
+	return fmt.Sprintf("store: %s is corrupt: %s%s (run `cairn recover` to salvage what is readable)", e.Dir, msg, where)
 }
 
 func (e *CorruptionError) Unwrap() error { return e.Err }
@@ -69,7 +75,8 @@ type Store struct {
 	qmu    sync.RWMutex
 	queues map[string]QueueInfo
 
-	pipe pipeline // commit.go
+	pipe  pipeline   // commit.go
+	space spaceGuard // space.go
 
 	// reads counts readers inside the DB so that Close waits for them
 	// instead of closing Pebble under a live iterator (see enterRead).
@@ -80,6 +87,10 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// queueReadHook, if set (tests only), runs in ReadQueue between reading
+	// the entries and reading their bodies.
+	queueReadHook func()
 
 	// cmu serializes compaction passes (compact.go) and guards qcursor,
 	// where the last pass stopped in the queue expiry index.
@@ -94,7 +105,9 @@ type Store struct {
 // in a format that cannot tell a corrupt record from a torn tail. After the
 // flush, every acknowledged write lives in a WAL whose corruption makes Open
 // fail loudly. A corruption found while opening is returned as a
-// *CorruptionError.
+// *CorruptionError — including damage Pebble itself would let pass: synced
+// records it would drop from the newest WAL's last block (salvage.go,
+// checkNewestWAL).
 func Open(dir string, opts Options) (*Store, error) {
 	s, err := open(dir, opts.withDefaults())
 	if err != nil {
@@ -109,6 +122,9 @@ func open(dir string, opts Options) (s *Store, err error) {
 			s, err = nil, wrapOpenErr(dir, fe)
 		}
 	}()
+	if err := checkNewestWAL(opts.FS, dir); err != nil {
+		return nil, err
+	}
 	db, err := pebble.Open(dir, opts.pebbleOptions())
 	if err != nil {
 		return nil, wrapOpenErr(dir, err)
@@ -129,6 +145,7 @@ func open(dir string, opts Options) (s *Store, err error) {
 	s.last.Store(s.lastSeq)
 	if !opts.ReadOnly {
 		s.pipe.start(s)
+		s.space.start(s)
 	}
 	s.log.Info("store opened", "dir", dir, "last_seq", s.lastSeq, "queues", len(s.queues), "read_only", opts.ReadOnly)
 	return s, nil
@@ -137,6 +154,9 @@ func open(dir string, opts Options) (s *Store, err error) {
 func wrapOpenErr(dir string, err error) error {
 	if pebble.IsCorruptionError(err) {
 		return &CorruptionError{Dir: dir, Err: err}
+	}
+	if isLockErr(err) {
+		return lockedErr(dir, err)
 	}
 	return fmt.Errorf("store: open %s: %w", dir, err)
 }
@@ -212,7 +232,7 @@ func (s *Store) getUint64(key []byte) (uint64, bool, error) {
 	}
 	defer closer.Close()
 	if len(val) != 8 {
-		return 0, false, fmt.Errorf("read %s: value of %d bytes, want 8", key, len(val))
+		return 0, false, fmt.Errorf("%w: %s: value of %d bytes, want 8", ErrUndecodable, key, len(val))
 	}
 	return binary.BigEndian.Uint64(val), true, nil
 }
@@ -253,7 +273,7 @@ func (s *Store) loadQueues() error {
 		qi, err := decodeQueueInfo(it.Value())
 		if err != nil {
 			_ = it.Close()
-			return fmt.Errorf("queue info of %q: %w", client, err)
+			return fmt.Errorf("%w: queue info of %q: %w", ErrUndecodable, client, err)
 		}
 		s.queues[client] = qi
 	}
@@ -274,6 +294,7 @@ func (s *Store) close() (err error) {
 	s.closed = true
 	s.mu.Unlock()
 	if !s.opts.ReadOnly {
+		s.space.halt()
 		s.pipe.stop()
 	}
 	s.rmu.Lock()

@@ -65,6 +65,10 @@ type Event struct {
 	// by the same event, after QSeq and in order: the acknowledgements one
 	// read of a subscriber's socket brings, logged as one event.
 	QSeqs []uint64 `msgpack:"qs,omitempty"`
+	// MayUseReserve, with EvPublished, lets the commit use the free-space
+	// reserve: the free-space guard never refuses it (space.go). The engine
+	// sets it on wills. Not stored.
+	MayUseReserve bool `msgpack:"-"`
 }
 
 // Session is the record s/<client>.

@@ -1,6 +1,7 @@
 // Command cairn is the Cairn MQTT broker and its tools: serve runs the
-// broker; compact runs the compaction task on a stopped broker's store;
-// version prints the build.
+// broker; inspect, replay, recover and backup look into and mend its store;
+// compact runs the compaction task on a stopped broker's store; bench and
+// passwd; version prints the build.
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 var version = "dev"
 
 func main() {
-	if err := newApp().Run(os.Args); err != nil {
+	if err := newApp().Run(interspersed(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		os.Exit(1)
 	}
@@ -35,6 +36,10 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			serveCommand(),
+			inspectCommand(),
+			replayCommand(),
+			recoverCommand(),
+			backupCommand(),
 			compactCommand(),
 			benchCommand(),
 			passwdCommand(),

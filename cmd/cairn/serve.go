@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -33,9 +32,12 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the broker to this file when it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
-	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
-	return append(flags, maintFlags()...)  // compact.go
+	flags = append(flags, mqtt5Flags()...)   // mqtt5flags.go
+	flags = append(flags, storeFlags()...)   // storeflags.go
+	flags = append(flags, maintFlags()...)   // compact.go
+	return append(flags, securityFlags()...) // security.go
 }
 
 func serveCommand() *cli.Command {
@@ -59,8 +61,12 @@ func serveCommand() *cli.Command {
 type serveConfig struct {
 	Listen      string
 	Data        string
+	Admin       string // admin endpoint address; "" disables it
 	MemTableMiB int
-	Engine      engine.Options
+	// MinFreeSpace is store.Options.MinFreeSpace (storeflags.go).
+	MinFreeSpace int64
+	Engine       engine.Options
+	Sec          securityConfig
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
 }
@@ -69,6 +75,7 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		Listen:      c.String("listen"),
 		Data:        c.String("data"),
+		Admin:       c.String("admin"),
 		MemTableMiB: c.Int("memtable-size"),
 		Engine: engine.Options{
 			MaxInflight:     c.Int("max-inflight"),
@@ -97,8 +104,13 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
 		return cfg, err
 	}
-	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c) // compact.go
-	return cfg, err
+	if cfg.MinFreeSpace, err = loadMinFreeSpace(c); err != nil { // storeflags.go
+		return cfg, err
+	}
+	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
+		return cfg, err
+	}
+	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine) // security.go
 }
 
 func serve(c *cli.Context) error {
@@ -110,6 +122,11 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	policy, err := newPolicy(&cfg.Sec)
+	if err != nil {
+		return err
+	}
+	cfg.Engine.Auth = policy
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -124,40 +141,53 @@ func serve(c *cli.Context) error {
 		defer writeAllocProfile(log, path)
 	}
 	dir := cfg.Data
-	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
+	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20,
+		MinFreeSpace: cfg.MinFreeSpace, FS: storeFS(c)})
 	if err != nil {
-		var ce *store.CorruptionError
-		if errors.As(err, &ce) {
-			return fmt.Errorf("the store in %s is damaged and was not opened (nothing was changed): %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
 		}
 		return fmt.Errorf("opening the store in %s: %w", dir, err)
 	}
 	defer st.Close()
 	cfg.Engine.Logger = log
 	b := engine.New(st, cfg.Engine)
+	adm, err := startAdmin(cfg.Admin, dir, st, b, log)
+	if err != nil {
+		return err
+	}
+	defer adm.stop()
+	registerAdminActions(adm, b) // admin_actions.go
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
+		if derr := damagedStoreErr(dir, err); derr != nil {
+			return derr
+		}
 		return err
 	}
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
-	l, err := net.Listen("tcp", cfg.Listen)
+	logAuth(log, &cfg.Sec, policy)
+	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
+	served := make(chan error, 2)
+	closeListeners, err := serveListeners(b, &cfg, log, served)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		return err
 	}
-	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
+	defer closeListeners()
+	adm.setReady()
+	stopHUP := reloadOnHUP(b, log)
+	defer stopHUP()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- b.Serve(l) }()
 	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-served:
-		if err != nil && !errors.Is(err, engine.ErrClosed) {
+		if err != nil && !errors.Is(err, engine.ErrClosed) && st.Err() == nil {
 			log.Error("listener failed; shutting down", "err", err)
 		}
 	}
@@ -167,7 +197,11 @@ func serve(c *cli.Context) error {
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
+	adm.stop()
 	if err := st.Close(); err != nil {
+		if ferr := st.Err(); ferr != nil {
+			return storeFailedError(ferr) // exit non-zero (storeflags.go)
+		}
 		return fmt.Errorf("closing the store: %w", err)
 	}
 	log.Info("stopped")

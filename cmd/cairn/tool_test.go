@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestInterspersed(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"cairn inspect queue c1 --limit 5 --json", "cairn inspect queue --limit 5 --json -- c1"},
+		{"cairn --log-level debug inspect session c1 --admin 127.0.0.1:1", "cairn --log-level debug inspect session --admin 127.0.0.1:1 -- c1"},
+		{"cairn backup /tmp/x --data=./d", "cairn backup --data=./d -- /tmp/x"},
+		{"cairn inspect retained -- -odd/topic --json", "cairn inspect retained -- -odd/topic --json"},
+		{"cairn recover --check --data d", "cairn recover --check --data d"},
+		{"cairn serve --listen a b", "cairn serve --listen a b"},
+		{"cairn inspect", "cairn inspect"},
+	} {
+		if got := strings.Join(interspersed(strings.Fields(c.in)), " "); got != c.want {
+			t.Errorf("interspersed(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestCompactDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", 59 * time.Second: "59s", 90 * time.Second: "1m30s", time.Hour: "1h00m",
+		26*time.Hour + 5*time.Minute: "1d02h", -time.Second: "0s",
+	} {
+		if got := compactDuration(d); got != want {
+			t.Errorf("compactDuration(%v) = %s, want %s", d, got, want)
+		}
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	var out bytes.Buffer
+	p := &progressBar{w: &out, label: "replaying", start: time.Now()}
+	p.update(50, 100)
+	p.update(51, 100) // throttled
+	p.update(100, 100)
+	p.finish()
+	lines := strings.Split(out.String(), "\r")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "replaying [===============>              ]  50% 50/100 events") ||
+		!strings.HasPrefix(lines[2], "replaying [==============================] 100% 100/100 events") || !strings.HasSuffix(out.String(), "\n") {
+		t.Fatalf("progress output %q", out.String())
+	}
+	var nilBar *progressBar // not a terminal: no output, no panic
+	nilBar.update(1, 2)
+	nilBar.finish()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if isTerminal(w) {
+		t.Fatal("a pipe is taken for a terminal")
+	}
+}
