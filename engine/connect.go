@@ -70,6 +70,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		b.stats.Security.ClientIDRejected.Add(1)
 		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "client id too long or not UTF-8", "len", len(id))
 	}
+	if !c.admitClientID(id) { // prefix reserved for internal sessions (internal.go)
+		return false
+	}
 	if p.Will != nil {
 		if err := wire.ValidateTopicName(p.Will.Topic); err != nil {
 			return c.refuse(wire.ConnRefusedServerUnavailable, wire.TopicNameInvalid, "invalid will topic", "err", err)
