@@ -146,3 +146,10 @@ func (b *Broker) InternalDrops(id string) DropCounts {
 	c := v.(*dropCounters)
 	return DropCounts{Dropped: c.dropped.Load(), Rejected: c.rejected.Load()}
 }
+
+// SessionQueue returns the number of messages queued for id's session (in
+// flight included) and their payload bytes, as the store holds them.
+func (b *Broker) SessionQueue(id string) (messages int, bytes int64) {
+	qi := b.store.QueueInfo(id)
+	return qi.Count, qi.Bytes
+}
