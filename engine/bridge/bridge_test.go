@@ -117,8 +117,8 @@ func TestInboundRulesDeliverLocally(t *testing.T) {
 				}
 				t.Fatalf("retained: got %d messages, want site/cfg/rate QoS 1 retained", len(got))
 			}
-			if s := local.status("down"); s.InForwarded < n+1 {
-				t.Fatalf("status: %+v", s)
+			if !waitFor(5*time.Second, func() bool { return local.status("down").InForwarded == n+1 }) {
+				t.Fatalf("status: %+v", local.status("down"))
 			}
 		})
 	}
