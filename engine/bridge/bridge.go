@@ -37,6 +37,9 @@ import (
 // over from ReconnectMin.
 const stableLink = 10 * time.Second
 
+// stopDrain bounds how long stopping waits for the exchanges in progress.
+const stopDrain = 2 * time.Second
+
 // States of a bridge.
 const (
 	StateStarting   = "starting"
@@ -263,6 +266,9 @@ func (br *Bridge) connectAndForward(ctx context.Context) (up time.Duration, _ er
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		if derr := l.drain(stopDrain, errc); derr != nil {
+			br.log.Info("bridge link failed while stopping", "err", derr)
+		}
 		err = errStopped
 	}
 	stopPing()

@@ -46,6 +46,7 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-mqtt/cairn/wire"
@@ -56,6 +57,7 @@ type link struct {
 	remote, local *mconn
 	rc, lc        caps // what the remote and the local broker accept
 	sem           chan struct{}
+	draining      atomic.Bool // stopping: take no new message, let the exchanges in progress finish
 
 	// Guarded by b.mu (both readers touch them).
 	absorbOut map[uint16]struct{} // local QoS 2 deliveries whose PUBREL the bridge answers
@@ -175,6 +177,9 @@ func forwardProps(p *wire.Properties) *wire.Properties {
 
 // outbound forwards a local delivery.
 func (l *link) outbound(p *wire.Publish) {
+	if l.draining.Load() {
+		return // unacknowledged: redelivered on the next link
+	}
 	topic, ok := l.b.outMap.apply(p.Topic)
 	if !ok {
 		l.absorbLocal(p, "no rule renames its topic validly")
@@ -279,6 +284,9 @@ func (l *link) localPubrel(p *wire.Ack) {
 // inbound republishes a remote delivery locally. It returns false when the
 // link ended while it waited for the local broker's receive quota.
 func (l *link) inbound(p *wire.Publish) bool {
+	if l.draining.Load() {
+		return true // unacknowledged: the remote sends it again on the next link
+	}
 	topic, ok := l.b.inMap.apply(p.Topic)
 	if !ok {
 		l.absorbRemote(p, "no rule renames its topic validly")
@@ -405,6 +413,31 @@ func (l *link) remotePubrel(p *wire.Ack) {
 		l.release(st)
 	}
 	l.local.send(&wire.Ack{Kind: wire.PUBREL, PacketID: p.PacketID, ReasonCode: p.ReasonCode})
+}
+
+// drain stops taking new messages and waits, at most d, for the exchanges
+// in progress to finish (so that a graceful stop leaves nothing to
+// redeliver, hence no duplicates), or for the link to fail (errc).
+func (l *link) drain(d time.Duration, errc <-chan error) error {
+	l.draining.Store(true)
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		l.b.mu.Lock()
+		busy := len(l.out) + len(l.in)
+		l.b.mu.Unlock()
+		if busy == 0 {
+			// The last acknowledgements are queued; let them out.
+			l.local.flush(time.Second)
+			l.remote.flush(time.Second)
+			return nil
+		}
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // inflight reports the exchanges in progress each way.
