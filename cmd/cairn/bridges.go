@@ -204,11 +204,10 @@ func parseYAMLRule(n *yaml.Node) (bridge.Rule, error) {
 }
 
 // startBridges starts the configured bridges on a recovered broker and
-// registers their status on the admin endpoint. The manager is nil-safe.
+// registers their status on the admin endpoint. With no bridge configured
+// it still runs: the sessions of bridges removed from the config stop
+// queuing (engine/bridge/manager.go).
 func startBridges(b *engine.Broker, cfgs []bridge.Config, adm *adminEndpoint, log *slog.Logger) (*bridge.Manager, error) {
-	if len(cfgs) == 0 {
-		return nil, nil
-	}
 	m, err := bridge.Start(b, cfgs, log)
 	if err != nil {
 		return nil, err

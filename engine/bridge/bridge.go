@@ -189,11 +189,32 @@ func (br *Bridge) setState(s string, err error) {
 	}
 }
 
+// backoff is the reconnection schedule (see the header's invariants).
+type backoff struct {
+	min, max, bound time.Duration
+	rand            func(n int64) int64 // uniform in [0, n)
+}
+
+func newBackoff(min, max time.Duration) *backoff {
+	return &backoff{min: min, max: max, bound: min, rand: rand.Int64N}
+}
+
+// next returns the wait after a failure and doubles the bound; up is how
+// long the failed link had been up (a stable one resets the bound first).
+func (b *backoff) next(up time.Duration) time.Duration {
+	if up >= stableLink {
+		b.bound = b.min
+	}
+	wait := b.bound/2 + time.Duration(b.rand(int64(b.bound-b.bound/2)+1))
+	b.bound = min(b.bound*2, b.max)
+	return wait
+}
+
 // run connects, forwards and reconnects until ctx ends.
 func (br *Bridge) run(ctx context.Context) {
 	defer close(br.done)
 	defer br.setState(StateStopped, nil)
-	bound := br.cfg.ReconnectMin
+	bo := newBackoff(br.cfg.ReconnectMin, br.cfg.ReconnectMax)
 	for {
 		br.setState(StateConnecting, nil)
 		up, err := br.connectAndForward(ctx)
@@ -201,10 +222,7 @@ func (br *Bridge) run(ctx context.Context) {
 			return
 		}
 		br.stats.failures.Add(1)
-		if up >= stableLink {
-			bound = br.cfg.ReconnectMin
-		}
-		wait := bound/2 + rand.N(bound/2+1)
+		wait := bo.next(up)
 		br.mu.Lock()
 		br.nextTry = time.Now().Add(wait)
 		br.mu.Unlock()
@@ -214,7 +232,6 @@ func (br *Bridge) run(ctx context.Context) {
 		} else {
 			br.log.Warn("bridge cannot connect", "err", err, "retry_in", wait.Round(time.Millisecond))
 		}
-		bound = min(bound*2, br.cfg.ReconnectMax)
 		select {
 		case <-ctx.Done():
 			return

@@ -89,10 +89,8 @@ func (n *node) start() {
 		n.t.Fatalf("listen %s: %v", addr, err)
 	}
 	n.st, n.b, n.l, n.addr = st, b, l, l.Addr().String()
-	if len(n.bridges) > 0 {
-		if n.mgr, err = bridge.Start(b, n.bridges, n.opts.Logger); err != nil {
-			n.t.Fatalf("bridges: %v", err)
-		}
+	if n.mgr, err = bridge.Start(b, n.bridges, n.opts.Logger); err != nil {
+		n.t.Fatalf("bridges: %v", err)
 	}
 	n.done = make(chan struct{})
 	go func() { defer close(n.done); _ = b.Serve(l) }()

@@ -92,7 +92,10 @@ func TestTLSClientCertificateAndCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	served := make(chan struct{})
-	go func() { defer close(served); _ = remote.b.ServeListener(l, engine.Listener{Name: "tls", TLS: tl.Config()}) }()
+	go func() {
+		defer close(served)
+		_ = remote.b.ServeListener(l, engine.Listener{Name: "tls", TLS: tl.Config()})
+	}()
 	t.Cleanup(func() { l.Close(); <-served })
 
 	good := fastRetry(bridge.Config{Name: "tls", Address: l.Addr().String(), Protocol: wire.V5,
