@@ -28,13 +28,13 @@ package main
 //	      - {pattern: cmd/#, direction: in, qos: 2, local-prefix: "", remote-prefix: edge-17/}
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -132,17 +132,41 @@ func parseBridges(doc []byte) ([]bridge.Config, error) {
 	return out, nil
 }
 
-// strictDecode decodes n into v refusing unknown keys (yaml.Node.Decode
-// has no such option; a decoder over the re-encoded node does).
+// strictDecode decodes n into v (a pointer to a struct) refusing keys
+// the struct does not name, at any depth of nested structs, with the
+// file's line numbers.
 func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
+	if err := checkKeys(n, reflect.TypeOf(v).Elem()); err != nil {
 		return err
 	}
-	d := yaml.NewDecoder(bytes.NewReader(b))
-	d.KnownFields(true)
-	if err := d.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
+	return n.Decode(v)
+}
+
+func checkKeys(n *yaml.Node, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return nil // a type mismatch is Decode's to report
+	}
+	fields := map[string]reflect.Type{}
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+			fields[tag] = f.Type
+			names = append(names, tag)
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return fmt.Errorf("line %d: unknown key %q (known: %s)", k.Line, k.Value, strings.Join(names, ", "))
+		}
+		if err := checkKeys(n.Content[i+1], ft); err != nil {
+			return err
+		}
 	}
 	return nil
 }
