@@ -13,7 +13,8 @@ package bridge
 //   - The queue is bounded by the protocol windows, not by this type: the
 //     peer never has more than its receive maximum (or, for 3.1.1, its own
 //     in-flight limit) of publishes outstanding, and each causes at most two
-//     packets from us.
+//     packets from us. QoS 0 messages, which no window bounds, are dropped
+//     (counted) by the router when the queue holds qos0Backlog packets.
 //   - The first error (read, write, encode, close) is kept; close is
 //     idempotent and makes read and the writer return.
 
@@ -107,6 +108,13 @@ func (m *mconn) send(p wire.Packet) {
 	case m.wake <- struct{}{}:
 	default:
 	}
+}
+
+// backlog is how many packets are queued or being written.
+func (m *mconn) backlog() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pending
 }
 
 // read returns the next packet; readTimeout > 0 bounds the wait.

@@ -52,6 +52,11 @@ import (
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
+// qos0Backlog is the writer queue length above which a QoS 0 message is
+// dropped instead of queued (at most once allows it; memory stays bounded
+// when one side is slower than the other).
+const qos0Backlog = 4096
+
 type link struct {
 	b             *Bridge
 	remote, local *mconn
@@ -198,6 +203,13 @@ func (l *link) outbound(p *wire.Publish) {
 		l.b.mu.Lock()
 		l.out[p.PacketID] = outState{local: p.QoS, remote: fp.QoS}
 		l.b.mu.Unlock()
+	} else if l.remote.backlog() >= qos0Backlog {
+		l.b.stats.outDropped.Add(1) // QoS 0 from a QoS 0 delivery: nothing to acknowledge
+		l.b.log.Debug("QoS 0 message dropped: the remote is not keeping up", "topic", p.Topic)
+		if p.QoS > 0 {
+			l.answerLocal(p.PacketID, p.QoS)
+		}
+		return
 	}
 	l.remote.send(fp)
 	l.b.stats.outBytes.Add(int64(len(p.Payload)))
@@ -299,6 +311,14 @@ func (l *link) inbound(p *wire.Publish) bool {
 	}
 	if l.lc.maxPacket > 0 && wire.Size(fp, wire.V5) > int(l.lc.maxPacket) {
 		l.absorbRemote(p, "larger than the local broker's maximum packet size")
+		return true
+	}
+	if fp.QoS == 0 && l.local.backlog() >= qos0Backlog {
+		l.b.stats.inDropped.Add(1)
+		l.b.log.Debug("QoS 0 message dropped: the local broker is not keeping up", "topic", p.Topic)
+		if p.QoS > 0 {
+			l.answerRemote(p.PacketID, p.QoS)
+		}
 		return true
 	}
 	l.b.stats.inBytes.Add(int64(len(p.Payload)))

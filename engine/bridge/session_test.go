@@ -147,3 +147,43 @@ func TestRemovedBridgeStopsQueuing(t *testing.T) {
 	sub = dial(t, remote.addr, "sink", wire.V311, true)
 	checkInOrder(t, sub.collect(20, time.Second), 10, true)
 }
+
+// TestPropertiesAndQoS0: 5.0 properties (user properties, content type,
+// response topic, correlation data) cross the bridge unchanged, and QoS 0
+// rules forward at QoS 0 while the link is up.
+func TestPropertiesAndQoS0(t *testing.T) {
+	remote := newNode(t, "")
+	cfg := fastRetry(bridge.Config{Name: "p", Address: remote.addr, Protocol: wire.V5,
+		Rules: rules(t, `p/# out 1`, `z/# out 0`)})
+	local := newNode(t, "", cfg)
+	if !waitFor(10*time.Second, func() bool { return local.status("p").State == bridge.StateConnected }) {
+		t.Fatalf("not connected: %+v", local.status("p"))
+	}
+	sub := dial(t, remote.addr, "sub", wire.V5, false)
+	sub.subscribe(wire.Subscription{Filter: "p/#", QoS: 1}, wire.Subscription{Filter: "z/#", QoS: 1})
+	pub := dial(t, local.addr, "pub", wire.V5, false)
+	props := &wire.Properties{ContentType: "text/plain", ResponseTopic: "p/reply", CorrelationData: []byte{1, 2},
+		User: []wire.UserProperty{{Key: "site", Value: "17"}, {Key: "site", Value: "18"}}}
+	pub.c.Send(&wire.Publish{QoS: 1, PacketID: 1, Topic: "p/x", Props: props, Payload: []byte("hello")})
+	pub.c.Send(&wire.Publish{QoS: 1, PacketID: 2, Topic: "z/x", Payload: []byte("zero")})
+	got := sub.collect(2, 5*time.Second)
+	if len(got) != 2 {
+		t.Fatalf("got %d messages, want 2", len(got))
+	}
+	for _, p := range got {
+		switch p.Topic {
+		case "p/x":
+			q := p.Props
+			if q == nil || q.ContentType != "text/plain" || q.ResponseTopic != "p/reply" || string(q.CorrelationData) != "\x01\x02" ||
+				len(q.User) != 2 || q.User[1] != (wire.UserProperty{Key: "site", Value: "18"}) || p.QoS != 1 {
+				t.Fatalf("p/x: QoS %d props %+v", p.QoS, q)
+			}
+		case "z/x":
+			if p.QoS != 0 {
+				t.Fatalf("z/x forwarded at QoS %d, want 0 (the rule's)", p.QoS)
+			}
+		default:
+			t.Fatalf("topic %q", p.Topic)
+		}
+	}
+}
