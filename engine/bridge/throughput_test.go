@@ -146,3 +146,31 @@ func TestLiveForwarding(t *testing.T) {
 	t.Logf("%d messages: published locally in %v (%.0f msg/s), all at the remote subscriber after %v: %.0f msg/s end to end (window %d)",
 		n, published.Round(time.Millisecond), float64(n)/published.Seconds(), took.Round(time.Millisecond), float64(n)/took.Seconds(), *window)
 }
+
+// TestBacklogDrainToMosquitto is TestBacklogDrain with Debian mosquitto
+// as the remote (3.1.1 bridge level). Run with -bridge.backlog=N.
+func TestBacklogDrainToMosquitto(t *testing.T) {
+	if *backlog == 0 {
+		t.Skip("measurement: run with -bridge.backlog=N")
+	}
+	n := *backlog
+	mq := startMosquitto(t)
+	c := dial(t, mq.addr, "sink", wire.V311, true)
+	c.subscribe(wire.Subscription{Filter: "b/#", QoS: 1})
+	c.close()
+	mq.stop()
+	cfg := fastRetry(bridge.Config{Name: "drain", Address: mq.addr, Window: *window, Rules: rules(t, `b/# out 1`)})
+	local := measuredNode(t, cfg)
+	pub := dial(t, local.addr, "pub", wire.V311, false)
+	payload := make([]byte, 100)
+	pub.publish(n, 1, seqTopic("b/x"), func(int) []byte { return payload })
+	mq.start()
+	s := startSink(t, mq.addr, "sink")
+	start := time.Now()
+	if !waitFor(10*time.Minute, func() bool { return s.got.Load() >= int64(n) }) {
+		t.Fatalf("drained %d of %d", s.got.Load(), n)
+	}
+	took := time.Since(start)
+	t.Logf("backlog of %d drained to mosquitto's subscriber in %v: %.0f msg/s (window %d)", n, took.Round(time.Millisecond),
+		float64(n)/took.Seconds(), *window)
+}
