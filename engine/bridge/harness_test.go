@@ -177,6 +177,8 @@ func dial(t testing.TB, addr, id string, v wire.Version, persistent bool) *clien
 	return c
 }
 
+func wiretestDial(t testing.TB, addr string) *wiretest.Conn { return wiretest.Dial(t, addr, wire.V5) }
+
 func (c *client) nextPID() uint16 {
 	c.pid++
 	if c.pid == 0 {

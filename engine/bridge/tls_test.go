@@ -131,3 +131,61 @@ func TestTLSClientCertificateAndCredentials(t *testing.T) {
 		t.Fatalf("no client certificate: %+v", s)
 	}
 }
+
+// TestBridgeSessionOutsideAuthAndACL: on a broker that requires a login
+// and whose ACL names only the application's topics, the bridge's
+// internal session needs neither: it subscribes, receives and republishes
+// (the operator configured it), while a network client with its id is
+// still refused.
+func TestBridgeSessionOutsideAuthAndACL(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "passwords")
+	if _, err := auth.AddUser(pwFile, "app", []byte("pw")); err != nil {
+		t.Fatal(err)
+	}
+	acl := filepath.Join(dir, "acl")
+	if err := os.WriteFile(acl, []byte("user app\ntopic write data/#\ntopic read cmd/#\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := auth.NewPolicy(auth.PolicyConfig{PasswordFile: pwFile, ACLFile: acl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := newNode(t, "")
+	rsub := dial(t, remote.addr, "rsub", wire.V5, false)
+	rsub.subscribe(wire.Subscription{Filter: "data/#", QoS: 1})
+	local := &node{t: t, dir: dir + "/local", opts: engine.Options{Logger: testLogger(), Auth: policy},
+		bridges: []bridge.Config{fastRetry(bridge.Config{Name: "acl", Address: remote.addr, Protocol: wire.V5,
+			Rules: rules(t, `data/# out 1`, `cmd/# in 1`)})}}
+	local.start()
+	t.Cleanup(local.stop)
+	if !waitFor(10*time.Second, func() bool {
+		return local.status("acl").State == bridge.StateConnected && len(remote.b.SessionFilters("edge-acl")) == 1
+	}) {
+		t.Fatalf("not connected: %+v", local.status("acl"))
+	}
+	app := dialAs(t, local.addr, "app-1", "app", "pw")
+	app.subscribe(wire.Subscription{Filter: "cmd/#", QoS: 1})
+	app.publish(1, 1, seqTopic("data/x"), seqPayload)
+	if got := rsub.collect(1, 5*time.Second); len(got) != 1 {
+		t.Fatalf("out: remote got %d messages", len(got))
+	}
+	rpub := dial(t, remote.addr, "rpub", wire.V5, false)
+	rpub.publish(1, 1, seqTopic("cmd/y"), seqPayload)
+	if got := app.collect(1, 5*time.Second); len(got) != 1 {
+		t.Fatalf("in: local app got %d messages", len(got))
+	}
+}
+
+// dialAs connects a clean 5.0 session with credentials.
+func dialAs(t testing.TB, addr, id, user, password string) *client {
+	t.Helper()
+	c := &client{t: t, v: wire.V5}
+	c.c = wiretestDial(t, addr)
+	p := &wire.Connect{ClientID: id, CleanStart: true, KeepAlive: 60, UsernameFlag: true, Username: user,
+		PasswordFlag: true, Password: []byte(password)}
+	if ack := c.c.Connect(t, p); ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK 0x%02X for %s", byte(ack.ReasonCode), id)
+	}
+	return c
+}
