@@ -37,6 +37,9 @@ import (
 // over from ReconnectMin.
 const stableLink = 10 * time.Second
 
+// errStopped ends a link that Stop ended.
+var errStopped = errors.New("bridge stopped")
+
 // stopDrain bounds how long stopping waits for the exchanges in progress.
 const stopDrain = 2 * time.Second
 

@@ -15,7 +15,6 @@ package bridge
 
 import (
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -156,12 +155,4 @@ func (m *Manager) Handler() http.Handler {
 			}
 		}
 	})
-}
-
-// String names the bridges, for logs.
-func (m *Manager) String() string {
-	if m == nil {
-		return "no bridges"
-	}
-	return fmt.Sprintf("%d bridges", len(m.bridges))
 }

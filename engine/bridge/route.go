@@ -44,7 +44,6 @@ package bridge
 //     (level 0x84: mosquitto then applies No Local itself).
 
 import (
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -464,5 +463,3 @@ func (l *link) drain(d time.Duration, errc <-chan error) error {
 func (l *link) inflight() (out, in int) {
 	return len(l.out), len(l.in)
 }
-
-var errStopped = errors.New("bridge stopped")
