@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/engine/bridge"
 	"github.com/cairn-mqtt/cairn/recovery"
 	"github.com/cairn-mqtt/cairn/store"
 )
@@ -69,6 +70,7 @@ type serveConfig struct {
 	Sec          securityConfig
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
+	Bridges         []bridge.Config // bridges.go
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -108,6 +110,9 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 		return cfg, err
 	}
 	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
+		return cfg, err
+	}
+	if cfg.Bridges, err = loadBridges(c); err != nil { // bridges.go
 		return cfg, err
 	}
 	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine) // security.go
@@ -168,6 +173,11 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
+	bridges, err := startBridges(b, cfg.Bridges, adm, log) // bridges.go
+	if err != nil {
+		return err
+	}
+	defer bridges.Stop()
 	logAuth(log, &cfg.Sec, policy)
 	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
 	served := make(chan error, 2)
@@ -194,6 +204,7 @@ func serve(c *cli.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	stopCompaction()
+	bridges.Stop() // before the broker: their sessions close with a DISCONNECT
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
