@@ -129,8 +129,16 @@ func TestInboundRulesDeliverLocally(t *testing.T) {
 // back to the local subscriber; a remote publish likewise. (5.0 remote:
 // No Local on both sides.)
 func TestBothRulesDoNotLoop(t *testing.T) {
+	// 5.0: No Local on both sides; 3.1.1: the remote Cairn honours the
+	// bridge flag of protocol level 0x84.
+	for _, v := range []wire.Version{wire.V5, wire.V311} {
+		t.Run(v.String(), func(t *testing.T) { bothRulesDoNotLoop(t, v) })
+	}
+}
+
+func bothRulesDoNotLoop(t *testing.T, v wire.Version) {
 	remote := newNode(t, "")
-	cfg := fastRetry(bridge.Config{Name: "sync", Address: remote.addr, Protocol: wire.V5,
+	cfg := fastRetry(bridge.Config{Name: "sync", Address: remote.addr, Protocol: v,
 		Rules: rules(t, `shared/# both 1`)})
 	local := newNode(t, "", cfg)
 	if !waitFor(10*time.Second, func() bool {
