@@ -45,6 +45,11 @@ func TestPublishesOfOneReadShareACommit(t *testing.T) {
 	sub.subscribe(t, 1, "batch/#", 1)
 	sub.Send(&wire.Disconnect{})
 	sub.Close()
+	// The session's close is committed after the socket closes: let it land
+	// before counting events.
+	if !waitUntil(5*time.Second, func() bool { r := storedSession(t, tb, "sub"); return r != nil && !r.Connected }) {
+		t.Fatal("the subscriber's disconnect was not committed")
+	}
 
 	pub := dialRaw(t, tb.addr)
 	pub.connect(t, "pub", true, 0, nil)
