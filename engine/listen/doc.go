@@ -2,7 +2,9 @@
 // MQTT: a reloadable server TLS configuration (minimum TLS 1.2, optional
 // client certificates), the identity a verified client certificate stands
 // for, and a net.Listener wrapper bounding open connections in total and
-// per source address.
+// per source address, and the WebSocket transport (ws.go): MQTT over
+// WebSocket as a net.Listener whose connections are byte streams, so the
+// broker serves them like TCP.
 //
 // A TLS listener with limits is assembled as
 //
