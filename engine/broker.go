@@ -38,6 +38,7 @@ type Broker struct {
 	connects idLocks
 	stats    Stats
 
+	sys      sysState   // $SYS publisher (sys.go)
 	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
 	settleMu sync.Mutex // one settle at a time (expiry.go)
 }
@@ -54,7 +55,8 @@ type Stats struct {
 	CommitFailures    atomic.Int64
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
-	Maint             MaintStats // compaction task and queue limits (compact.go)
+	Maint             MaintStats   // compaction task and queue limits (compact.go)
+	Traffic           TrafficStats // bytes, packets, drops by reason (counters.go)
 }
 
 // ErrClosed is returned by Serve after Shutdown.

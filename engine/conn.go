@@ -45,7 +45,8 @@ type conn struct {
 	pl        *pipeline
 	// acks are finished deliveries (EvAcked) not yet committed: the reader
 	// gathers the acknowledgements of one read buffer into one commit.
-	acks []*store.Event
+	acks  []*store.Event
+	tally tally // bytes and packets counted (counters.go)
 
 	wmu     sync.Mutex
 	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
@@ -60,10 +61,9 @@ type conn struct {
 }
 
 func newConn(b *Broker, nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		b:          b,
 		nc:         nc,
-		r:          wire.NewReader(nc, b.opts.MaxPacketSize),
 		log:        b.log.With("remote", nc.RemoteAddr().String()),
 		pl:         newPipeline(b.opts.MaxPipeline),
 		wakeCh:     make(chan struct{}, 1),
@@ -71,12 +71,16 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		writerDone: make(chan struct{}),
 		finished:   make(chan struct{}),
 	}
+	c.tally.init(nc, &b.stats.Traffic, b.opts.Observer != nil)
+	c.r = wire.NewReader(&c.tally, b.opts.MaxPacketSize)
+	return c
 }
 
 // run is the connection's reader goroutine.
 func (c *conn) run() {
 	defer c.b.forgetConn(c)
 	defer close(c.finished)
+	defer c.tally.flushRx()
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
 	pkt, err := c.r.ReadPacket(0)
 	if err != nil {
@@ -85,6 +89,7 @@ func (c *conn) run() {
 		c.nc.Close()
 		return
 	}
+	c.tally.received(pkt.Type())
 	cp, ok := pkt.(*wire.Connect)
 	if !ok {
 		c.b.stats.ProtocolErrors.Add(1)
@@ -137,7 +142,9 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 		return
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.nc.Write(buf)
+	n, _ := c.nc.Write(buf)
+	c.tally.sending(p.Type())
+	c.tally.wrote(n)
 }
 
 // readLoop reads packets until the connection ends.
@@ -162,6 +169,7 @@ func (c *conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
+		c.tally.received(pkt.Type())
 		if !c.handle(pkt) {
 			return
 		}

@@ -102,6 +102,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if proceed, keep := c.admitPublish(p); !proceed { // aliases, quota, capabilities (inbound5.go)
 		return keep
 	}
+	if isSysTopic(p.Topic) {
+		return c.refuseSysPublish(p) // $SYS/ is the broker's (sys.go)
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inbound[p.PacketID]
@@ -146,6 +149,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.ev.InboundPID = p.PacketID
 	}
 	durable := p.QoS > 0 && len(evs) > 0
+	readAt := c.tally.readAt // for the ack latency (counters.go)
 	st := c.pl.add(func(err error) {
 		if err != nil {
 			c.failCommit(err)
@@ -159,6 +163,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 			b.setRetained(msg)
 		}
 		r.deliver(b)
+		if p.QoS > 0 {
+			b.observeAck(readAt)
+		}
 		switch p.QoS {
 		case 1:
 			c.inboundAcked(1)
@@ -276,6 +283,6 @@ func (c *conn) onPubrecRefusal(p *wire.Ack) {
 		c.acks = append(c.acks, &store.Event{Kind: store.EvDropped, Time: c.b.now().UnixNano(), Client: s.id, QSeq: d.Seq,
 			Reason: fmt.Sprintf("refused by the client with PUBREC 0x%02X", byte(p.ReasonCode))})
 	}
-	c.b.stats.MessagesDropped.Add(1)
+	c.b.stats.drop(DropRefused, 1)
 	c.wake()
 }

@@ -58,7 +58,7 @@ func (b *Broker) deliver(s *Session, d session.Delivery) {
 	ok := s.out.Push(d)
 	s.mu.Unlock()
 	if !ok {
-		b.stats.MessagesDropped.Add(1)
+		b.stats.drop(DropQueueFull, 1)
 		b.log.Debug("delivery dropped: client queue full", "client", s.id, "topic", d.Msg.Topic, "qos", d.QoS)
 		return
 	}

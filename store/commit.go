@@ -98,6 +98,9 @@ type pipeline struct {
 	events   atomic.Uint64
 	syncs    atomic.Uint64
 	syncNano atomic.Int64
+	// nCommits counts the non-empty commits enqueued, syncedCommits those
+	// already reported as covered by an fsync (observe.go); both under mu.
+	nCommits, syncedCommits uint64
 }
 
 func (p *pipeline) start(s *Store) {
@@ -239,8 +242,12 @@ func (p *pipeline) enqueue(seq uint64, durable bool, done func(error), events in
 	if events > 0 {
 		p.commits.Add(1)
 		p.events.Add(uint64(events))
+		p.observeCommit(events)
 	}
 	p.mu.Lock()
+	if events > 0 {
+		p.nCommits++
+	}
 	p.committed = seq
 	if durable && seq > p.durable {
 		p.durable = seq
@@ -271,17 +278,19 @@ func (p *pipeline) syncLoop() {
 			p.syncCond.Wait()
 			continue
 		}
-		target := p.committed
+		target, covers := p.committed, p.nCommits
 		p.mu.Unlock()
 		start := time.Now()
 		err := p.syncWAL()
-		p.syncNano.Add(int64(time.Since(start)))
+		took := time.Since(start)
+		p.syncNano.Add(int64(took))
 		p.mu.Lock()
 		if err != nil {
 			p.failLocked(fmt.Errorf("wal sync: %w", err))
 			continue
 		}
 		p.syncs.Add(1)
+		p.observeSync(took, covers)
 		if target > p.synced {
 			p.synced = target
 		}

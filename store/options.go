@@ -25,6 +25,9 @@ type Options struct {
 	ReadOnly bool
 	// Now is the clock for retained-message expiry checks; nil means time.Now.
 	Now func() time.Time
+	// Observer, if set, receives commit batch sizes and fsync latencies
+	// (observe.go).
+	Observer CommitObserver
 }
 
 const defaultMemTableSize = 64 << 20
