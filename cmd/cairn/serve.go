@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/engine/metrics"
 	"github.com/cairn-mqtt/cairn/recovery"
 	"github.com/cairn-mqtt/cairn/store"
 )
@@ -34,7 +35,8 @@ func serveFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
 	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
-	return append(flags, maintFlags()...)  // compact.go
+	flags = append(flags, maintFlags()...) // compact.go
+	return append(flags, opsFlags()...)    // ops.go
 }
 
 func serveCommand() *cli.Command {
@@ -43,12 +45,7 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the broker",
 		Flags: flags,
-		Before: func(c *cli.Context) error {
-			if c.String("config") == "" {
-				return nil
-			}
-			return altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))(c)
-		},
+		Before: func(c *cli.Context) error { return loadConfigFile(c, flags) }, // config.go
 		Action: serve,
 	}
 }
@@ -63,6 +60,7 @@ type serveConfig struct {
 	Engine      engine.Options
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
+	Ops             opsConfig // WebSocket, $SYS (ops.go)
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -98,8 +96,10 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
 		return cfg, err
 	}
-	cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c) // compact.go
-	return cfg, err
+	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
+		return cfg, err
+	}
+	return cfg, loadOps(c, &cfg.Ops) // ops.go
 }
 
 func serve(c *cli.Context) error {
@@ -122,7 +122,8 @@ func serve(c *cli.Context) error {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	dir := cfg.Data
-	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20})
+	m := metrics.New(buildVersion()) // /metrics on the admin endpoint; observes the store and the engine
+	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20, Observer: m})
 	if err != nil {
 		if derr := damagedStoreErr(dir, err); derr != nil {
 			return derr
@@ -131,12 +132,15 @@ func serve(c *cli.Context) error {
 	}
 	defer st.Close()
 	cfg.Engine.Logger = log
+	cfg.Engine.Observer = m
 	b := engine.New(st, cfg.Engine)
+	m.Attach(b, st)
 	adm, err := startAdmin(cfg.Admin, dir, st, b, log)
 	if err != nil {
 		return err
 	}
 	defer adm.stop()
+	adm.handle("GET /metrics", m.Handler())
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
 		if derr := damagedStoreErr(dir, err); derr != nil {
@@ -152,12 +156,24 @@ func serve(c *cli.Context) error {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
-	adm.setReady()
+	served := make(chan error, 3)
+	go func() { served <- b.Serve(l) }()
+	wsURLs, closeWS, err := startWebSockets(b, &cfg.Ops, m, log, served) // ops.go
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer closeWS()
+	stopSys := func() {}
+	if cfg.Ops.SysInterval > 0 {
+		stopSys = b.StartSys(cfg.Ops.SysInterval, buildVersion())
+	}
+	defer stopSys()
+	adm.setReady() // recovery is done and every listener accepts
+	logSummary(log, &cfg, l, wsURLs, adm, st, rep)
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- b.Serve(l) }()
 	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
 	case <-ctx.Done():
@@ -170,6 +186,7 @@ func serve(c *cli.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	stopCompaction()
+	stopSys()
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
