@@ -42,9 +42,9 @@ func serveFlags() []cli.Flag {
 func serveCommand() *cli.Command {
 	flags := serveFlags()
 	return &cli.Command{
-		Name:  "serve",
-		Usage: "run the broker",
-		Flags: flags,
+		Name:   "serve",
+		Usage:  "run the broker",
+		Flags:  flags,
 		Before: func(c *cli.Context) error { return loadConfigFile(c, flags) }, // config.go
 		Action: serve,
 	}
