@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/engine/metrics"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -220,6 +223,25 @@ func TestReadmeConfigReference(t *testing.T) {
 	for _, name := range settingNames() {
 		if !bytes.Contains(readme, []byte("| `--"+name)) {
 			t.Errorf("README.md: no row for --%s in the configuration reference", name)
+		}
+	}
+}
+
+// TestReadmeMetricsAndSys: the README's metrics list names every family
+// /metrics exposes and its $SYS table every topic.
+func TestReadmeMetricsAndSys(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range metrics.Names() {
+		if !bytes.Contains(readme, []byte("`"+name+"`")) {
+			t.Errorf("README.md: metric %s is not listed", name)
+		}
+	}
+	for _, topic := range engine.SysTopics {
+		if !bytes.Contains(readme, []byte("`"+topic+"`")) {
+			t.Errorf("README.md: $SYS topic %s is not listed", topic)
 		}
 	}
 }
