@@ -17,8 +17,12 @@
 // times in the store, with one timer).
 // Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
 // and the broker's side of the compaction task (compact.go) each live in
-// their own file.
+// their own file. $SYS topics (sys.go: in-memory retained values, never
+// stored), the traffic counters and latency observer (counters.go) and the
+// broker's sizes (gauges.go) are what operators watch.
 //
-// Subpackages: topics (subscription trie, retained index) and session
-// (outbound window and packet identifiers).
+// Subpackages: topics (subscription trie, retained index), session
+// (outbound window and packet identifiers), listen (TLS, connection
+// limits, WebSocket), metrics (the Prometheus registry) and admin (the
+// admin HTTP endpoint).
 package engine
