@@ -52,6 +52,10 @@ type conn struct {
 	// or start. The views alias the read buffer.
 	onPublish func(p *publishView)
 	onAck     func(kind wire.PacketType, pid uint16, code byte)
+	// onPubrec and onPubrel, if set, see a successful PUBREC (before the
+	// PUBREL answering it is queued) and a PUBREL (before the PUBCOMP).
+	onPubrec func(pid uint16)
+	onPubrel func(pid uint16)
 
 	closing atomic.Bool
 	running atomic.Bool
@@ -239,11 +243,17 @@ func (c *conn) dispatch(hdr byte, body, whole []byte) error {
 			}
 			return nil
 		}
+		if c.onPubrec != nil {
+			c.onPubrec(pid)
+		}
 		c.queueAck(wire.PUBREL, pid)
 	case wire.PUBREL:
 		pid, _, err := parseAck(body)
 		if err != nil {
 			return err
+		}
+		if c.onPubrel != nil {
+			c.onPubrel(pid)
 		}
 		c.queueAck(wire.PUBCOMP, pid)
 	case wire.PINGRESP, wire.SUBACK, wire.UNSUBACK:

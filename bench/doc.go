@@ -17,13 +17,17 @@
 //     queued for it, then drains them;
 //   - connect: a connect storm, and the broker's memory per idle connection;
 //   - restart: the time a (re)started broker takes to accept connections
-//     and to deliver the first queued message.
+//     and to deliver the first queued message;
+//   - crash: a kill -9 checker — SIGKILL and restart the broker N times
+//     under persistent QoS 1/2 and retained load, then check that nothing
+//     acknowledged was lost and no QoS 2 message was delivered twice.
 //
 // Files, one mechanism each: hist.go (latency histogram), frame.go (packet
 // framing and the hot-path codec), client.go (the connection), stamp.go
 // (payload stamps and the received-set), publisher.go and subscriber.go (the
 // two roles), flow.go (fanin, fanout, pairs), offline.go, connect.go,
-// restart.go, launcher.go (starting and stopping brokers), proc.go (/proc
+// restart.go, crash.go and crashclients.go (the kill -9 checker and its
+// clients, whose MQTT state outlives their connections), launcher.go (starting and stopping brokers), proc.go (/proc
 // sampling), result.go (results, table, JSON), compare.go, report.go (HTML),
 // run.go (configuration and dispatch).
 //

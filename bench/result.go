@@ -31,6 +31,8 @@ type Result struct {
 	Metrics []Metric `json:"metrics"`
 	// ErrorSamples are the first few errors, verbatim.
 	ErrorSamples []string `json:"error_samples,omitempty"`
+	// Summary is the scenario's verdict in one line (crash).
+	Summary string `json:"summary,omitempty"`
 }
 
 // Counts are a run's message accounting. Expected is what subscribers had
@@ -121,6 +123,8 @@ func describe(scenario string, c Config) string {
 	switch scenario {
 	case "offline", "restart":
 		s += fmt.Sprintf(" count=%d", c.Count)
+	case "crash":
+		s = fmt.Sprintf("%s publishers=%d window=%d payload=%dB kills=%d kill-interval=%v", scenario, c.Clients, c.Window, c.Payload, c.Kills, c.KillInterval)
 	case "connect":
 		s = fmt.Sprintf("%s connections=%d parallel=%d %s", scenario, c.Clients, c.Parallel, sess)
 	default:

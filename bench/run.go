@@ -40,6 +40,11 @@ type Config struct {
 	Parallel int `json:"parallel"`
 	// Kill stops the broker with SIGKILL instead of SIGTERM (restart).
 	Kill bool `json:"kill"`
+	// Kills is how many times crash SIGKILLs the broker; KillInterval is
+	// the mean time it lets the broker run after a round's first
+	// acknowledgement (the delay is uniform in 0.2–1.8 × KillInterval).
+	Kills        int           `json:"kills,omitempty"`
+	KillInterval time.Duration `json:"kill_interval_ns,omitempty"`
 	// Prefix starts every topic.
 	Prefix string `json:"topic_prefix"`
 	// Grace bounds the wait for acknowledgements and deliveries after
@@ -53,7 +58,7 @@ type Config struct {
 }
 
 // Scenarios lists the scenario names in the order they are documented.
-var Scenarios = []string{"fanin", "fanout", "pairs", "offline", "connect", "restart"}
+var Scenarios = []string{"fanin", "fanout", "pairs", "offline", "connect", "restart", "crash"}
 
 type scenarioFunc func(ctx context.Context, cfg Config, e *env) (*Result, error)
 
@@ -64,12 +69,13 @@ var scenarioFuncs = map[string]scenarioFunc{
 	"offline": runOffline,
 	"connect": runConnect,
 	"restart": runRestart,
+	"crash":   runCrash,
 }
 
 // Defaults returns cfg with the scenario's defaults filled in.
 func Defaults(scenario string, cfg Config) Config {
 	if cfg.Clients <= 0 {
-		cfg.Clients = map[string]int{"fanin": 8, "fanout": 50, "pairs": 50, "offline": 1, "connect": 1000, "restart": 1}[scenario]
+		cfg.Clients = map[string]int{"fanin": 8, "fanout": 50, "pairs": 50, "offline": 1, "connect": 1000, "restart": 1, "crash": 4}[scenario]
 	}
 	if cfg.Payload <= 0 {
 		cfg.Payload = 64
@@ -97,6 +103,14 @@ func Defaults(scenario string, cfg Config) Config {
 	}
 	if scenario == "offline" || scenario == "restart" {
 		cfg.QoS = max(cfg.QoS, 1)
+	}
+	if scenario == "crash" {
+		if cfg.Kills <= 0 {
+			cfg.Kills = 10
+		}
+		if cfg.KillInterval <= 0 {
+			cfg.KillInterval = 500 * time.Millisecond
+		}
 	}
 	return cfg
 }
@@ -158,9 +172,9 @@ func Run(ctx context.Context, scenario string, cfg Config, t Target) (*Result, e
 		e.name = "broker"
 	}
 	switch {
-	case scenario == "restart":
+	case scenario == "restart" || scenario == "crash":
 		if t.Launcher == nil {
-			return nil, errors.New("restart needs a broker it can start (a command), not just an address")
+			return nil, fmt.Errorf("%s needs a broker it can start (a command), not just an address", scenario)
 		}
 		e.launcher = t.Launcher
 	case t.Launcher != nil:

@@ -124,6 +124,9 @@ func TestSmokeScenarios(t *testing.T) {
 		{"offline", "drain_per_s", func(c *bench.Config) { c.Count = 2000; c.Clients = 2 }},
 		{"connect", "connects_per_s", func(c *bench.Config) { c.Clients = 60 }},
 		{"restart", "listen_ms", func(c *bench.Config) { c.Count = 300 }},
+		// In process the "kills" are graceful stops; cmd/cairn's
+		// TestBenchCrashKillsCairn kills a real broker.
+		{"crash", "acked", func(c *bench.Config) { c.Clients = 2; c.Kills = 2; c.KillInterval = 100 * time.Millisecond }},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			cfg := smokeConfig(t)
@@ -133,6 +136,11 @@ func TestSmokeScenarios(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkResult(t, r, tc.headline)
+			if tc.scenario == "crash" {
+				if k, _ := r.Metric("kills"); k.Value != float64(cfg.Kills) || !strings.HasSuffix(r.Summary, ": PASS") {
+					t.Fatalf("crash: %v kills, summary %q", k.Value, r.Summary)
+				}
+			}
 			if tc.scenario == "offline" || tc.scenario == "restart" {
 				if r.Counts.Received != cfg.Count || r.Counts.Acked != cfg.Count {
 					t.Fatalf("%s: acked %d received %d of %d", tc.scenario, r.Counts.Acked, r.Counts.Received, cfg.Count)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-mqtt/cairn/engine/listen"
 	"github.com/cairn-mqtt/cairn/engine/topics"
 	"github.com/cairn-mqtt/cairn/store"
 )
@@ -37,10 +38,14 @@ type Broker struct {
 
 	connects idLocks
 	stats    Stats
+	sec      brokerSecurity
 
 	sys      sysState   // $SYS publisher (sys.go)
 	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
 	settleMu sync.Mutex // one settle at a time (expiry.go)
+
+	failOnce sync.Once // the store failed (storefail.go)
+	failed   error     // guarded by mu
 }
 
 // Stats are the broker's counters.
@@ -53,10 +58,12 @@ type Stats struct {
 	ProtocolErrors    atomic.Int64
 	WillsPublished    atomic.Int64
 	CommitFailures    atomic.Int64
+	StoreFullRefusals atomic.Int64 // work refused: free space below the store's reserve (storefull.go)
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
-	Maint             MaintStats   // compaction task and queue limits (compact.go)
-	Traffic           TrafficStats // bytes, packets, drops by reason (counters.go)
+	Maint             MaintStats    // compaction task and queue limits (compact.go)
+	Security          SecurityStats // logins, limits, ACL refusals (limits.go)
+	Traffic           TrafficStats  // bytes, packets, drops by reason (counters.go)
 }
 
 // ErrClosed is returned by Serve after Shutdown.
@@ -77,56 +84,18 @@ func New(st *store.Store, opts Options) *Broker {
 		listeners: make(map[net.Listener]struct{}),
 	}
 	b.deadl = newDeadlines(opts.Now, b.onDeadlines)
+	b.sec.connLimit = listen.NewConnLimiter(opts.Limits.MaxConnections, opts.Limits.MaxConnectionsPerIP)
 	return b
 }
 
 // Stats returns the broker's live counters.
 func (b *Broker) Stats() *Stats { return &b.stats }
 
-// Serve accepts connections on l until Shutdown or an accept error.
-func (b *Broker) Serve(l net.Listener) error {
-	b.mu.Lock()
-	if b.closing {
-		b.mu.Unlock()
-		return ErrClosed
-	}
-	b.listeners[l] = struct{}{}
-	b.mu.Unlock()
-	b.deadl.start() // normally FinishRestore already did
-	defer func() {
-		b.mu.Lock()
-		delete(b.listeners, l)
-		b.mu.Unlock()
-	}()
-	var backoff time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			b.mu.RLock()
-			closing := b.closing
-			b.mu.RUnlock()
-			if closing {
-				return ErrClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				b.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("engine: accept on %s: %w", l.Addr(), err)
-		}
-		backoff = 0
-		if !b.ServeConn(nc) {
-			return ErrClosed
-		}
-	}
-}
-
 // ServeConn runs the MQTT protocol on an accepted connection in its own
 // goroutines. It returns false (and closes nc) if the broker is shutting down.
-func (b *Broker) ServeConn(nc net.Conn) bool {
+func (b *Broker) ServeConn(nc net.Conn) bool { return b.serveConn(nc, &plainListener) }
+
+func (b *Broker) serveConn(nc net.Conn, lis *Listener) bool {
 	b.mu.Lock()
 	if b.closing {
 		b.mu.Unlock()
@@ -134,6 +103,7 @@ func (b *Broker) ServeConn(nc net.Conn) bool {
 		return false
 	}
 	c := newConn(b, nc)
+	c.sec.lis = lis
 	b.conns[c] = struct{}{}
 	b.connWG.Add(1)
 	b.mu.Unlock()
@@ -219,7 +189,9 @@ func (b *Broker) commit(evs []*store.Event, durable bool, done func(error)) {
 		return
 	}
 	if err := b.store.Commit(evs, durable, done); err != nil {
-		b.stats.CommitFailures.Add(1)
+		if !isNoSpace(err) { // a refusal, not a failure (storefull.go)
+			b.stats.CommitFailures.Add(1)
+		}
 		done(err)
 	}
 }

@@ -83,13 +83,15 @@ func drain(t testing.TB, r *rawConn, quiet time.Duration) []string {
 	}
 }
 
-// offline subscribes a persistent 5.0 session and disconnects it cleanly.
-func offline(t testing.TB, addr, id, filter string) {
+// offline subscribes a persistent 5.0 session, disconnects it cleanly and
+// waits until the broker has stored it offline.
+func offline(t testing.TB, tb *testBroker, id, filter string) {
 	t.Helper()
-	r := dialV5(t, addr, id, true, 3600)
+	r := dialV5(t, tb.addr, id, true, 3600)
 	r.subscribe(t, 1, filter, 1)
 	r.Send(&wire.Disconnect{})
 	r.expectClosed(t, 5*time.Second)
+	waitStoredOffline(t, tb, id)
 }
 
 func compact(t testing.TB, tb *testBroker, full bool) store.CompactReport {
@@ -202,7 +204,7 @@ func TestExpiredQueuedNeverServed(t *testing.T) {
 		t.Run(fmt.Sprintf("sweep=%v", sweep), func(t *testing.T) {
 			clk := newFakeClock()
 			tb := startBroker(t, engine.Options{Now: clk.Now})
-			offline(t, tb.addr, "q-sub", "q/#")
+			offline(t, tb, "q-sub", "q/#")
 			p := dialV5(t, tb.addr, "q-pub", true, 0)
 			for i := range 20 {
 				expiry := uint32(10)
@@ -268,7 +270,7 @@ func TestCompactSparesConnectedQueues(t *testing.T) {
 // anyone; a 3.1.1 publisher gets no PUBACK and its connection stays open.
 func TestQueueLimitReject(t *testing.T) {
 	tb := startBroker(t, engine.Options{Maint: engine.MaintOptions{QueueLimitMessages: 3}})
-	offline(t, tb.addr, "full", "lim/#")
+	offline(t, tb, "full", "lim/#")
 	live := dialV5(t, tb.addr, "live", true, 0)
 	defer live.Close()
 	live.subscribe(t, 1, "lim/#", 1)
@@ -299,6 +301,11 @@ func TestQueueLimitReject(t *testing.T) {
 	if pk := r3.Expect(t, 5*time.Second); pk.Type() != wire.PINGRESP {
 		t.Fatalf("3.1.1 publisher got %s, want no PUBACK (only PINGRESP)", pk.Type())
 	}
+	// The PINGRESP may overtake the refusal's bookkeeping (which runs when
+	// the refused commit completes): wait for the count.
+	for deadline := time.Now().Add(5 * time.Second); tb.b.MaintStats().QueueFullRejected.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if n := tb.b.MaintStats().QueueFullRejected.Load(); n != 3 {
 		t.Fatalf("QueueFullRejected %d, want 3", n)
 	}
@@ -323,7 +330,7 @@ func TestQueueLimitReject(t *testing.T) {
 // counted and an event.
 func TestQueueLimitDropOldest(t *testing.T) {
 	tb := startBroker(t, engine.Options{Maint: engine.MaintOptions{QueueLimitMessages: 5, QueueLimitPolicy: engine.QueueDropOldest}})
-	offline(t, tb.addr, "slow", "d/#")
+	offline(t, tb, "slow", "d/#")
 	p := dialV5(t, tb.addr, "d-pub", true, 0)
 	for i := range 12 {
 		if rc := pub5(t, p, uint16(i+1), "d/t", fmt.Sprint(i), false, 0); rc != wire.Success {
@@ -427,6 +434,7 @@ func TestCompactExpiresSessions(t *testing.T) {
 	r, _ = mustConnect5(t, tb.addr, session5("cx-kept", false, 3600))
 	r.Send(&wire.Disconnect{})
 	r.expectClosed(t, 5*time.Second)
+	waitStoredOffline(t, tb, "cx-gone", "cx-kept")
 	clk.advance(10 * time.Minute)
 	if _, err := tb.b.Compact(context.Background(), false); err != nil {
 		t.Fatal(err)
@@ -447,7 +455,7 @@ func TestQueueFullRefusalReleasesReceiveMaximum(t *testing.T) {
 		Maint:    engine.MaintOptions{QueueLimitMessages: 1},
 		Features: engine.Features{ReceiveMaximum: 4},
 	})
-	offline(t, tb.addr, "rm-full", "rm/#")
+	offline(t, tb, "rm-full", "rm/#")
 	p := dialV5(t, tb.addr, "rm-pub", true, 0)
 	defer p.Close()
 	if rc := pub5(t, p, 1, "rm/t", "fills", false, 0); rc != wire.Success {

@@ -25,6 +25,7 @@ const (
 	endTakeover                        // a new connection took the client id: will published
 	endShutdown                        // broker shutting down: will stays armed
 	endStoreFailure                    // the store could not make a commit durable
+	endStoreFull                       // 3.x PUBLISH refused: free space below the store's reserve (storefull.go)
 )
 
 // conn is one network connection. Its reader goroutine (run) decodes packets
@@ -46,7 +47,8 @@ type conn struct {
 	// acks are finished deliveries (EvAcked) not yet committed: the reader
 	// gathers the acknowledgements of one read buffer into one commit.
 	acks  []*store.Event
-	tally tally // bytes and packets counted (counters.go)
+	sec   connSecurity // listener, user, limits (limits.go, authz.go)
+	tally tally        // bytes and packets counted (counters.go)
 
 	wmu     sync.Mutex
 	ctl     []wire.Packet // packets queued for the writer (acks, SUBACK, ...)
@@ -65,7 +67,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		b:          b,
 		nc:         nc,
 		log:        b.log.With("remote", nc.RemoteAddr().String()),
-		pl:         newPipeline(b.opts.MaxPipeline),
+		pl:         newPipeline(b.opts.MaxPipeline, b.opts.Limits.MaxInboundBytes),
 		wakeCh:     make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -82,6 +84,11 @@ func (c *conn) run() {
 	defer close(c.finished)
 	defer c.tally.flushRx()
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
+	if !c.handshake() {
+		close(c.writerDone)
+		c.nc.Close()
+		return
+	}
 	pkt, err := c.r.ReadPacket(0)
 	if err != nil {
 		c.refuseBadConnect(err)
@@ -124,8 +131,10 @@ func (c *conn) refuseBadConnect(err error) {
 		c.writeNow(&wire.Connack{ReasonCode: wire.ConnRefusedProtocolVersion}, wire.V311)
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
 		c.log.Warn("closing connection: malformed CONNECT", "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.b.stats.Security.ConnectTimeouts.Add(1)
 		c.log.Info("closing connection: no CONNECT in time", "timeout", c.b.opts.ConnectTimeout)
 	case errors.Is(err, io.EOF):
 		c.log.Debug("connection closed before CONNECT")
@@ -150,6 +159,9 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 // readLoop reads packets until the connection ends.
 func (c *conn) readLoop() {
 	for {
+		if !c.waitWriter() {
+			return
+		}
 		if c.keepAlive > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
 		} else {
@@ -207,6 +219,7 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
 		c.log.Warn("closing connection: bad packet", "err", err)
 		c.disconnectWith(we.Code, we.Msg)
 		c.closeWith(endProtocol)

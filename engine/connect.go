@@ -67,6 +67,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		}
 	}
 	if len(id) > b.opts.MaxClientIDLen || !utf8.ValidString(id) {
+		b.stats.Security.ClientIDRejected.Add(1)
 		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "client id too long or not UTF-8", "len", len(id))
 	}
 	if p.Will != nil {
@@ -85,11 +86,17 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	if !ok {
 		return false
 	}
+	if !c.admitConnect(p, id) { // limits, passwords, certificates, will ACL (authz.go)
+		return false
+	}
 
 	unlock := b.connects.lock(id)
 	defer unlock()
 
 	old := b.lookup(id)
+	if old != nil && !c.mayTake(old) {
+		return false
+	}
 	if old != nil {
 		old.mu.Lock()
 		oc := old.conn
@@ -115,7 +122,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		ExpiryInterval: expiry,
 		Connected:      true,
 		ConnectedAt:    now.UnixNano(),
-		Username:       p.Username,
+		Username:       c.sec.user,
 	}
 	if p.Will != nil {
 		rec.Will = willRecord(p.Will)
@@ -125,7 +132,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	present := false
 	s := old
 	var oldWill *routed // the pending will of a session this CONNECT ends
-	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent) {
+	if s != nil && (p.CleanStart || expiry == 0 && !s.persistent || c.replaces(s)) {
 		var drop []*store.Event
 		drop, oldWill = b.dropWithWill(s, now)
 		evs = append(evs, drop...)
@@ -139,6 +146,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	}
 	if len(evs) > 0 {
 		if err := b.commitWait(evs, true); err != nil {
+			if isNoSpace(err) {
+				return c.refuseConnectNoSpace() // storefull.go
+			}
 			c.log.Error("store commit failed; refusing connection", "err", err)
 			return c.refuse(wire.ConnRefusedServerUnavailable, wire.ServerUnavailable, "store failure")
 		}
@@ -153,6 +163,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		} else {
 			s = b.newSession(id, false, 0, 0, 0)
 		}
+		s.user = c.sec.user
 		b.mu.Lock()
 		b.sessions[id] = s
 		b.mu.Unlock()

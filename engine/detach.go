@@ -54,7 +54,7 @@ func (b *Broker) detach(c *conn) {
 
 	var evs []*store.Event
 	var r *routed
-	if will != nil {
+	if will != nil && b.willAllowed(s, will) {
 		r = b.routeWill(s.id, will, now)
 		if r.ev != nil {
 			evs = append(evs, r.ev)
@@ -100,6 +100,9 @@ func (b *Broker) routeWill(client string, w *store.Will, now time.Time) *routed 
 	}
 	r := b.route(msg, client, now.UnixNano())
 	b.limitQueues(r, false)
+	if r.ev != nil {
+		r.ev.MayUseReserve = true // not new work: the free-space guard lets it through (storefull.go)
+	}
 	return r
 }
 
@@ -117,6 +120,7 @@ func (b *Broker) RestoreSession(st *store.SessionState) {
 	id := st.Session.ClientID
 	s := b.newSession(id, true, st.Queue.Head, st.Queue.Next, st.Queue.Head+uint64(b.opts.MaxInflight))
 	s.rec = st.Session
+	s.user = st.Session.Username
 	s.will = st.Session.Will
 	if r := &s.rec; !r.Connected && r.ExpiresAt == 0 && r.DisconnectedAt != 0 {
 		// A record written before ExpiresAt existed: the same deadline.
@@ -199,7 +203,7 @@ func (b *Broker) closeCut(batch []*Session, now time.Time) error {
 		} else {
 			evs = append(evs, b.dropSession(s, now)...)
 		}
-		if will != nil {
+		if will != nil && b.willAllowed(s, will) {
 			r := b.routeWill(s.id, will, now)
 			if r.ev != nil {
 				evs = append(evs, r.ev)

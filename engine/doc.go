@@ -17,12 +17,23 @@
 // times in the store, with one timer).
 // Retained TTLs (retainttl.go), per-session queue limits (queuelimit.go)
 // and the broker's side of the compaction task (compact.go) each live in
-// their own file. $SYS topics (sys.go: in-memory retained values, never
-// stored), the traffic counters and latency observer (counters.go) and the
-// broker's sizes (gauges.go) are what operators watch.
+// their own file, and so do the answers to storage faults: storefull.go
+// (the store is low on free space: new durable work is refused with the
+// protocol's "not now") and storefail.go (the store failed: the broker
+// acknowledges nothing more and stops).
+//
+// Security has files of its own too: listener.go (listeners, TLS handshake,
+// connection limits), authz.go (the Authorizer hook: CONNECT, PUBLISH,
+// SUBSCRIBE, deliveries, wills; reload) and limits.go (every per-client
+// limit and its answer, and the counters).
+//
+// What operators watch: $SYS topics (sys.go: in-memory retained values,
+// never stored), the traffic counters and latency observer (counters.go)
+// and the broker's sizes (gauges.go).
 //
 // Subpackages: topics (subscription trie, retained index), session
-// (outbound window and packet identifiers), listen (TLS, connection
-// limits, WebSocket), metrics (the Prometheus registry) and admin (the
-// admin HTTP endpoint).
+// (outbound window and packet identifiers), auth (password and ACL files,
+// failed-login limiter, Policy), listen (TLS configuration, connection
+// limiter, WebSocket transport), metrics (the Prometheus registry) and
+// admin (the admin HTTP endpoint).
 package engine

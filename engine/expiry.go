@@ -151,7 +151,7 @@ func (b *Broker) settleBatch(ids []string, now time.Time) (expired int, err erro
 		default:
 			later = append(later, s) // not due (any more): re-arm at its current deadline
 		}
-		if will != nil {
+		if will != nil && b.willAllowed(s, will) {
 			// Routed after an expiring session left the trie: its own will
 			// is not queued for it.
 			r := b.routeWill(id, will, now)
@@ -218,7 +218,7 @@ func (b *Broker) dropWithWill(s *Session, now time.Time) ([]*store.Event, *route
 	s.will = nil
 	s.mu.Unlock()
 	evs := b.dropSession(s, now)
-	if will == nil {
+	if will == nil || !b.willAllowed(s, will) {
 		return evs, nil
 	}
 	r := b.routeWill(s.id, will, now)

@@ -65,6 +65,7 @@ func (c *conn) admitPublish(p *wire.Publish) (proceed, keep bool) {
 		}
 	}
 	if int(st.inQoS1.Load())+len(st.inQoS2) >= int(f.ReceiveMaximum) {
+		c.b.stats.Security.ReceiveMaximumExceeded.Add(1)
 		return false, c.protocolError(wire.ReceiveMaximumExceeded, "more unacknowledged QoS 1/2 PUBLISHes than the receive maximum",
 			"receive_maximum", f.ReceiveMaximum)
 	}

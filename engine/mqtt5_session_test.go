@@ -138,6 +138,7 @@ func TestSessionExpiryChangedByDisconnect(t *testing.T) {
 	r, _ = mustConnect5(t, tb.addr, session5("sd-more", false, 1))
 	r.Send(&wire.Disconnect{Props: &wire.Properties{SessionExpiry: ptrU32(3600)}})
 	r.expectClosed(t, 5*time.Second)
+	waitStoredOffline(t, tb, "sd-more")
 	clk.advance(10 * time.Second)
 	if n, err := tb.b.ExpireSessions(clk.now()); err != nil || n != 0 {
 		t.Fatalf("ExpireSessions = %d, %v: the longer interval was not applied", n, err)

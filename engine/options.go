@@ -29,7 +29,12 @@ type Options struct {
 	// WriteTimeout closes a connection whose socket accepts nothing for
 	// this long.
 	WriteTimeout time.Duration
-	Logger       *slog.Logger
+	// Auth authenticates clients and authorizes what they do (auth.Policy
+	// is the file-based one); nil admits everyone to everything.
+	Auth Authorizer
+	// Security limits: see limits.go for what each one answers.
+	Limits Limits
+	Logger *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
 
@@ -57,6 +62,7 @@ func DefaultOptions() Options {
 		MaxPipeline:     1024,
 		MaxClientIDLen:  256,
 		WriteTimeout:    30 * time.Second,
+		Limits:          DefaultLimits(),
 	}
 }
 
@@ -89,6 +95,7 @@ func (o Options) withDefaults() Options {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = d.WriteTimeout
 	}
+	o.Limits = o.Limits.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -16,8 +16,9 @@ import "sync"
 //   - The reader keeps reading while earlier steps wait for their fsync, so
 //     one publisher with many messages in flight shares fsyncs with itself
 //     and with every other connection (group commit).
-//   - At most max steps wait; beyond that the reader blocks (back-pressure
-//     instead of unbounded memory).
+//   - At most max steps wait, and while the messages of waiting steps hold
+//     more than maxBytes (at least one step is always let in) the reader
+//     blocks too (back-pressure instead of unbounded memory).
 type pipeline struct {
 	mu      sync.Mutex
 	space   *sync.Cond
@@ -25,26 +26,32 @@ type pipeline struct {
 	running bool
 	closed  bool
 	max     int
+	bytes   int // of the waiting steps' messages
+	maxB    int // 0: no byte bound
 }
 
 type step struct {
+	size  int
 	ready bool
 	err   error
 	then  func(err error)
 }
 
-func newPipeline(max int) *pipeline {
-	p := &pipeline{max: max}
+func newPipeline(max, maxBytes int) *pipeline {
+	p := &pipeline{max: max, maxB: maxBytes}
 	p.space = sync.NewCond(&p.mu)
 	return p
 }
 
 // add appends a step, waiting while the pipeline is full. It returns false
 // if the pipeline was closed.
-func (p *pipeline) add(then func(error)) *step {
-	s := &step{then: then}
+func (p *pipeline) add(then func(error)) *step { return p.addSized(0, then) }
+
+// addSized is add for a step holding a message of size bytes.
+func (p *pipeline) addSized(size int, then func(error)) *step {
+	s := &step{then: then, size: size}
 	p.mu.Lock()
-	for len(p.q) >= p.max && !p.closed {
+	for (len(p.q) >= p.max || p.maxB > 0 && p.bytes > 0 && p.bytes+size > p.maxB) && !p.closed {
 		p.space.Wait()
 	}
 	if p.closed {
@@ -52,6 +59,7 @@ func (p *pipeline) add(then func(error)) *step {
 		return nil
 	}
 	p.q = append(p.q, s)
+	p.bytes += size
 	p.mu.Unlock()
 	return s
 }
@@ -71,6 +79,7 @@ func (p *pipeline) complete(s *step, err error) {
 		head := p.q[0]
 		p.q[0] = nil
 		p.q = p.q[1:]
+		p.bytes -= head.size
 		if len(p.q) == 0 {
 			p.q = p.q[:0:0]
 		}

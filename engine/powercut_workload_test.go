@@ -110,7 +110,9 @@ func pcDial(addr, id string, tr *tracker) (*pcConn, bool, error) {
 		nc.Close()
 		return nil, false, err
 	}
-	p, err := c.recv(5 * time.Second)
+	// Generous: under the race detector on a loaded machine, a CONNECT
+	// waits behind every fsync queued before it.
+	p, err := c.recv(30 * time.Second)
 	if err != nil {
 		nc.Close()
 		return nil, false, fmt.Errorf("%s: waiting for CONNACK: %w", id, err)

@@ -38,7 +38,7 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 	var targets []store.Target
 	for _, m := range matches {
 		s := b.lookup(m.Client)
-		if s == nil {
+		if s == nil || !b.mayReceive(s, msg.Topic) {
 			continue
 		}
 		r.matched++
@@ -102,6 +102,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if proceed, keep := c.admitPublish(p); !proceed { // aliases, quota, capabilities (inbound5.go)
 		return keep
 	}
+	if ok, keep := c.admitSecurity(p); !ok { // rate, topic limits, ACL (limits.go)
+		return keep
+	}
 	if isSysTopic(p.Topic) {
 		return c.refuseSysPublish(p) // $SYS/ is the broker's (sys.go)
 	}
@@ -150,7 +153,11 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	}
 	durable := p.QoS > 0 && len(evs) > 0
 	readAt := c.tally.readAt // for the ack latency (counters.go)
-	st := c.pl.add(func(err error) {
+	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
+		if isNoSpace(err) {
+			c.refuseNoSpace(p) // free space below the reserve (storefull.go)
+			return
+		}
 		if err != nil {
 			c.failCommit(err)
 			return
@@ -162,10 +169,14 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		if msg.Retain {
 			b.setRetained(msg)
 		}
-		r.deliver(b)
 		if p.QoS > 0 {
 			b.observeAck(readAt)
 		}
+		// The acknowledgement is queued before the deliveries, so that a
+		// client subscribed to its own topic gets its PUBACK / PUBREC
+		// before the copy of its message unless the writer was already
+		// part-way through a batch (MQTT does not order the two; both are
+		// durable now).
 		switch p.QoS {
 		case 1:
 			c.inboundAcked(1)
@@ -173,6 +184,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		case 2:
 			c.send(&wire.Ack{Kind: wire.PUBREC, PacketID: p.PacketID, ReasonCode: c.noMatch(r)})
 		}
+		r.deliver(b)
 	})
 	if st == nil {
 		return false

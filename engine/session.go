@@ -16,6 +16,7 @@ import (
 type Session struct {
 	id         string
 	persistent bool
+	user       string // the owner: authenticated user at creation ("" anonymous); fixed
 
 	mu      sync.Mutex
 	rec     store.Session // the stored record (persistent sessions)
@@ -34,6 +35,7 @@ func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow ui
 			Window:     b.opts.MaxInflight,
 			MemCap:     b.opts.MaxQueuedMemory,
 			QoS0Cap:    b.opts.MaxQueuedQoS0,
+			MemBytes:   b.opts.Limits.MaxQueuedBytes,
 		}, head, next, sentBelow),
 		inbound: make(map[uint16]struct{}),
 	}
@@ -59,6 +61,7 @@ func (b *Broker) deliver(s *Session, d session.Delivery) {
 	s.mu.Unlock()
 	if !ok {
 		b.stats.drop(DropQueueFull, 1)
+		b.stats.Security.QueueFull.Add(1)
 		b.log.Debug("delivery dropped: client queue full", "client", s.id, "topic", d.Msg.Topic, "qos", d.QoS)
 		return
 	}

@@ -32,6 +32,8 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 		return
 	}
 	var reason string
+	full := s.persistent && b.store.SpaceLow() // no room for new subscriptions (storefull.go)
+	var undo []subUndo
 	for i, sub := range p.Subscriptions {
 		if err := wire.ValidateTopicFilter(sub.Filter); err != nil {
 			c.log.Info("subscription refused: invalid topic filter", "filter", sub.Filter, "err", err)
@@ -44,6 +46,10 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			codes[i], reason = c.failCode(code), why
 			continue
 		}
+		if code, ok := c.admitFilter(sub.Filter); !ok {
+			codes[i] = code
+			continue
+		}
 		_, _, shared, _ := wire.ParseSharedFilter(sub.Filter)
 		if shared && sub.NoLocal && c.version == wire.V5 {
 			c.protocolError(wire.ProtocolError, "no local on a shared subscription")
@@ -51,8 +57,15 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 		}
 		qos := min(sub.QoS, f.maxQoS())
 		ts := topics.Sub{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
-		isNew := b.subs.Subscribe(s.id, sub.Filter, ts)
 		codes[i] = wire.ReasonCode(qos)
+		if full {
+			continue
+		}
+		if s.persistent {
+			prev, had := b.subs.Lookup(s.id, sub.Filter)
+			undo = append(undo, subUndo{filter: sub.Filter, set: ts, prev: prev, had: had})
+		}
+		isNew := b.subs.Subscribe(s.id, sub.Filter, ts)
 		if s.persistent {
 			evs = append(evs, &store.Event{Kind: store.EvSubscribed, Time: now.UnixNano(), Client: s.id, Filter: sub.Filter,
 				Sub: &store.Subscription{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}})
@@ -68,6 +81,10 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 		}
 	}
 	st := c.pl.add(func(err error) {
+		if full || isNoSpace(err) {
+			c.refuseSubscribeNoSpace(p, codes, undo)
+			return
+		}
 		if err != nil {
 			c.failCommit(err)
 			return
@@ -89,7 +106,7 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 func (b *Broker) retainedFor(s *Session, filter string, granted byte, subID uint32, now int64) []*routed {
 	var out []*routed
 	b.retained.Match(filter, func(topic string, m *store.Message) bool {
-		if m.RetainedExpired(now) { // 5.0 expiry or server TTL, swept or not
+		if m.RetainedExpired(now) || !b.mayReceive(s, topic) { // 5.0 expiry or server TTL, swept or not; the ACL
 			return true
 		}
 		qos := min(m.QoS, granted)

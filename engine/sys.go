@@ -212,31 +212,10 @@ func (b *Broker) publishSysTopic(topic, value string, now time.Time) {
 
 // refuseSysPublish answers a client's PUBLISH to a $SYS/ topic: dropped;
 // 5.0 is told 0x87, 3.x gets its usual acknowledgement (it has no way to
-// refuse one). It returns whether the connection stays open.
+// refuse one; answerPublish, limits.go). The connection stays open.
 func (c *conn) refuseSysPublish(p *wire.Publish) bool {
 	c.b.stats.Traffic.SysPublishRefused.Add(1)
-	c.log.Info("PUBLISH refused: $SYS/ topics are the broker's", "topic", p.Topic, "qos", p.QoS)
-	if p.QoS == 0 {
-		return true
-	}
-	code := wire.NotAuthorized
-	if c.version != wire.V5 {
-		code = wire.Success
-	}
-	kind := wire.PUBACK
-	if p.QoS == 2 {
-		kind = wire.PUBREC
-	}
-	if p.QoS == 1 {
-		c.inboundAcked(1)
-	} else if c.version == wire.V5 {
-		c.inboundReleased(p.PacketID)
-	}
-	ack := &wire.Ack{Kind: kind, PacketID: p.PacketID, ReasonCode: code, Props: c.reasonProps("$SYS/ topics are the broker's")}
-	st := c.pl.add(func(error) { c.send(ack) })
-	if st == nil {
-		return false
-	}
-	c.pl.complete(st, nil)
+	c.logRefusal("PUBLISH refused: $SYS/ topics are the broker's", "topic", p.Topic, "qos", p.QoS)
+	c.answerPublish(p, wire.NotAuthorized, "$SYS/ topics are the broker's")
 	return true
 }

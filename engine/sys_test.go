@@ -128,7 +128,7 @@ func TestSysTopics(t *testing.T) {
 
 	// The counters are folded in after each system call: wait for the
 	// writes the clients have seen to be counted.
-	if !waitFor(5*time.Second, func() bool { return tb.b.Stats().Traffic.BytesSent.Load() >= n*100 }) {
+	if !pollUntil(5*time.Second, func() bool { return tb.b.Stats().Traffic.BytesSent.Load() >= n*100 }) {
 		t.Fatalf("bytes sent %d", tb.b.Stats().Traffic.BytesSent.Load())
 	}
 	clock.add(30 * time.Second)
@@ -331,7 +331,7 @@ func TestTrafficCounters(t *testing.T) {
 		wire.PINGREQ:   {1, 0},
 		wire.PINGRESP:  {0, 1},
 	}
-	ok := waitFor(5*time.Second, func() bool {
+	ok := pollUntil(5*time.Second, func() bool {
 		for pt, w := range want {
 			if st.Traffic.PacketsReceived[pt].Load() != w[0] || st.Traffic.PacketsSent[pt].Load() != w[1] {
 				return false
@@ -356,7 +356,8 @@ func TestTrafficCounters(t *testing.T) {
 	}
 }
 
-func waitFor(d time.Duration, cond func() bool) bool {
+// pollUntil polls cond until it holds (true) or d passes (false).
+func pollUntil(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for {
 		if cond() {

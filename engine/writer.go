@@ -116,7 +116,8 @@ func (c *conn) fill(buf []byte, spare []wire.Packet, deliveries bool) (_ []byte,
 			if !need {
 				break
 			}
-			page, err := c.b.store.ReadQueue(s.id, from, to, storePageSize)
+			n := c.queuePage()
+			page, err := c.b.store.ReadQueue(s.id, from, to, n)
 			if err != nil {
 				c.log.Error("reading the session queue failed; closing connection", "err", err)
 				c.closeWith(endStoreFailure)
@@ -127,7 +128,8 @@ func (c *conn) fill(buf []byte, spare []wire.Packet, deliveries bool) (_ []byte,
 				ds[i] = deliveryOf(q)
 			}
 			s.mu.Lock()
-			s.out.Loaded(ds, to, len(page) < storePageSize)
+			c.pageRead(page)
+			s.out.Loaded(ds, to, len(page) < n)
 			s.mu.Unlock()
 			continue
 		}

@@ -91,13 +91,15 @@ type pipeline struct {
 	syncerOut bool  // the syncer has exited
 	err       error // first failure; sticky
 
-	failed atomic.Bool // mirrors err != nil for the Commit fast path
-	wg     sync.WaitGroup
+	failed   atomic.Bool   // mirrors err != nil for the Commit fast path
+	failedCh chan struct{} // closed with the first failure (Store.Failed)
+	wg       sync.WaitGroup
 
 	commits  atomic.Uint64
 	events   atomic.Uint64
 	syncs    atomic.Uint64
 	syncNano atomic.Int64
+	syncHist syncHist // syncstats.go
 	// nCommits counts the non-empty commits enqueued, syncedCommits those
 	// already reported as covered by an fsync (observe.go); both under mu.
 	nCommits, syncedCommits uint64
@@ -105,6 +107,7 @@ type pipeline struct {
 
 func (p *pipeline) start(s *Store) {
 	p.s = s
+	p.failedCh = make(chan struct{})
 	p.syncCond.L = &p.mu
 	p.doneCond.L = &p.mu
 	// Everything present at Open is durable: Pebble flushes the memtables
@@ -142,6 +145,14 @@ func (s *Store) Commit(evs []*Event, durable bool, done func(error)) error {
 	}
 	if err := s.pipe.failure(); err != nil {
 		return err
+	}
+	if len(evs) > 0 && s.space.tight() { // the free-space guard (space.go)
+		if grows, err := s.growth(evs); err != nil || grows {
+			if err != nil {
+				return fmt.Errorf("store: commit: %w", err)
+			}
+			return s.space.refuse()
+		}
 	}
 	if len(evs) > 0 {
 		if err := s.commitLocked(evs, true); err != nil {
@@ -223,6 +234,7 @@ func (s *Store) commitLocked(evs []*Event, assign bool) (err error) {
 		s.pipe.fail(err)
 		return fmt.Errorf("%w: commit: %v", ErrFailed, err)
 	}
+	s.space.wrote(b.Len())
 	t.publish()
 	s.lastSeq = seq
 	s.last.Store(seq)
@@ -284,6 +296,7 @@ func (p *pipeline) syncLoop() {
 		err := p.syncWAL()
 		took := time.Since(start)
 		p.syncNano.Add(int64(took))
+		p.syncHist.observe(took)
 		p.mu.Lock()
 		if err != nil {
 			p.failLocked(fmt.Errorf("wal sync: %w", err))
@@ -365,6 +378,9 @@ func (p *pipeline) failLocked(err error) {
 	if p.err == nil {
 		p.err = err
 		p.failed.Store(true)
+		if p.failedCh != nil {
+			close(p.failedCh)
+		}
 		if p.s != nil {
 			p.s.log.Error("store failed: accepting no more commits", "err", err)
 		}
@@ -402,17 +418,28 @@ type CommitStats struct {
 	// SyncTime is the total time spent in those fsyncs; SyncTime/Syncs is
 	// the fsync latency, and SyncTime over wall time how busy the disk is.
 	SyncTime time.Duration
+	// SyncLatency counts the fsyncs by latency: SyncLatency[i] those at
+	// most SyncBuckets[i] (and above the bucket before), the last one those
+	// slower than every bucket (syncstats.go). MaxSyncTime is the slowest.
+	SyncLatency [len(SyncBuckets) + 1]uint64
+	MaxSyncTime time.Duration
+	// Waiting is the number of commits whose completion is pending right
+	// now (most of them waiting for an fsync): a gauge of the disk's lag.
+	Waiting int
 }
 
 // CommitStats returns the pipeline counters; Commits/Syncs is the
 // group-commit factor.
 func (s *Store) CommitStats() CommitStats {
-	return CommitStats{
+	st := CommitStats{
 		Commits:  s.pipe.commits.Load(),
 		Events:   s.pipe.events.Load(),
 		Syncs:    s.pipe.syncs.Load(),
 		SyncTime: time.Duration(s.pipe.syncNano.Load()),
+		Waiting:  s.pipe.waiting(),
 	}
+	s.pipe.syncHist.fill(&st)
+	return st
 }
 
 // anyReads reports whether applying evs reads projections (see txn), which

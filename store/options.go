@@ -28,6 +28,18 @@ type Options struct {
 	// Observer, if set, receives commit batch sizes and fsync latencies
 	// (observe.go).
 	Observer CommitObserver
+
+	// MinFreeSpace is the free-space reserve of the store's volume, bytes:
+	// below it, commits that would grow the store are refused with
+	// ErrNoSpace (space.go). 0 means the larger of DefaultMinFreeSpace and
+	// 4 × MemTableSize (room for a WAL and a flush of a full memtable, and
+	// for compactions that free space); negative turns the guard off.
+	MinFreeSpace int64
+	// SpaceCheckInterval is how often free space is measured; 0 means 1s.
+	SpaceCheckInterval time.Duration
+	// SpaceLogInterval is how often a store that stays low on space logs
+	// it again; 0 means 30s.
+	SpaceLogInterval time.Duration
 }
 
 const defaultMemTableSize = 64 << 20
@@ -44,6 +56,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MinFreeSpace == 0 {
+		o.MinFreeSpace = max(DefaultMinFreeSpace, 4*int64(o.MemTableSize))
+	}
+	if o.SpaceCheckInterval <= 0 {
+		o.SpaceCheckInterval = defaultSpaceCheck
+	}
+	if o.SpaceLogInterval <= 0 {
+		o.SpaceLogInterval = defaultSpaceLog
 	}
 	return o
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -39,7 +40,12 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("store: %s is corrupt: %v (run `cairn recover` to salvage what is readable)", e.Dir, e.Err)
+	where := ""
+	if d := corruptionDetail(e.Err); d != "" { // corrupt.go: the file and offset
+		where = " [" + d + "]"
+	}
+	msg := strings.ReplaceAll(e.Err.Error(), "\n<corruption detail carrier>", "") // a marker of Pebble's, not a message
+	return fmt.Sprintf("store: %s is corrupt: %s%s (run `cairn recover` to salvage what is readable)", e.Dir, msg, where)
 }
 
 func (e *CorruptionError) Unwrap() error { return e.Err }
@@ -67,7 +73,8 @@ type Store struct {
 	qmu    sync.RWMutex
 	queues map[string]QueueInfo
 
-	pipe pipeline // commit.go
+	pipe  pipeline   // commit.go
+	space spaceGuard // space.go
 
 	// reads counts readers inside the DB so that Close waits for them
 	// instead of closing Pebble under a live iterator (see enterRead).
@@ -132,6 +139,7 @@ func open(dir string, opts Options) (s *Store, err error) {
 	s.last.Store(s.lastSeq)
 	if !opts.ReadOnly {
 		s.pipe.start(s)
+		s.space.start(s)
 	}
 	s.log.Info("store opened", "dir", dir, "last_seq", s.lastSeq, "queues", len(s.queues), "read_only", opts.ReadOnly)
 	return s, nil
@@ -280,6 +288,7 @@ func (s *Store) close() (err error) {
 	s.closed = true
 	s.mu.Unlock()
 	if !s.opts.ReadOnly {
+		s.space.halt()
 		s.pipe.stop()
 	}
 	s.rmu.Lock()

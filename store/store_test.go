@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"io"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -246,6 +247,11 @@ func TestCorruptWALDetected(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "cairn recover") {
 		t.Fatalf("corruption message does not point at recover: %v", err)
+	}
+	// The file and the offset where replay stopped (a detail of Pebble's
+	// error that its message leaves out).
+	if want := path.Base(wal); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "offset") {
+		t.Fatalf("corruption message does not name the file and offset (%q): %v", want, err)
 	}
 }
 

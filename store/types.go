@@ -61,6 +61,10 @@ type Event struct {
 	// event was applied (no body, entry, retained value or inbound packet
 	// id). Assigned by Commit; ReplayEvent applies the recorded decision.
 	QueueFull string `msgpack:"qf,omitempty"`
+	// MayUseReserve, with EvPublished, lets the commit use the free-space
+	// reserve: the free-space guard never refuses it (space.go). The engine
+	// sets it on wills. Not stored.
+	MayUseReserve bool `msgpack:"-"`
 }
 
 // Session is the record s/<client>.

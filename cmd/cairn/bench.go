@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -23,6 +24,7 @@ var benchUsage = map[string]string{
 	"offline": "queue K messages (--count) for an offline persistent QoS 1 subscriber, then drain them",
 	"connect": "connect storm of N connections (--clients); broker RSS per idle connection",
 	"restart": "time from broker start to listening and to the first queued message (needs a broker command)",
+	"crash":   "kill -9 checker: SIGKILL and restart the broker --kills times under persistent QoS 1/2 and retained load, then check nothing acknowledged was lost and no QoS 2 message was delivered twice (needs a broker command)",
 }
 
 func benchFlags() []cli.Flag {
@@ -46,6 +48,8 @@ func benchFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mqtt-version", Value: 4, Usage: "protocol level: 4 (3.1.1) or 5"},
 		&cli.IntFlag{Name: "parallel", Value: 16, Usage: "connections set up at once"},
 		&cli.BoolFlag{Name: "kill", Usage: "restart: stop the broker with SIGKILL instead of SIGTERM"},
+		&cli.IntFlag{Name: "kills", Usage: "crash: how many times to SIGKILL and restart the broker (default 10)"},
+		&cli.DurationFlag{Name: "kill-interval", Usage: "crash: mean time the broker runs after a round's first acknowledgement before the SIGKILL (default 500ms)"},
 		&cli.StringFlag{Name: "prefix", Value: "bench", Usage: "topic prefix"},
 		&cli.DurationFlag{Name: "grace", Value: 30 * time.Second, Usage: "wait for acks and deliveries after publishing stops"},
 		&cli.StringFlag{Name: "username", Usage: "MQTT username"},
@@ -93,21 +97,23 @@ func runBench(c *cli.Context, scenario string) error {
 		return fmt.Errorf("unexpected arguments: %v", c.Args().Slice())
 	}
 	cfg := bench.Config{
-		Clients:  c.Int("clients"),
-		QoS:      byte(c.Int("qos")),
-		Payload:  c.Int("payload"),
-		Duration: c.Duration("duration"),
-		Count:    c.Int64("count"),
-		Window:   c.Int("window"),
-		Clean:    c.Bool("clean"),
-		Rate:     c.Float64("rate"),
-		Version:  wire.Version(c.Int("mqtt-version")),
-		Parallel: c.Int("parallel"),
-		Kill:     c.Bool("kill"),
-		Prefix:   c.String("prefix"),
-		Grace:    c.Duration("grace"),
-		Username: c.String("username"),
-		Password: c.String("password"),
+		Clients:      c.Int("clients"),
+		QoS:          byte(c.Int("qos")),
+		Payload:      c.Int("payload"),
+		Duration:     c.Duration("duration"),
+		Count:        c.Int64("count"),
+		Window:       c.Int("window"),
+		Clean:        c.Bool("clean"),
+		Rate:         c.Float64("rate"),
+		Version:      wire.Version(c.Int("mqtt-version")),
+		Parallel:     c.Int("parallel"),
+		Kill:         c.Bool("kill"),
+		Kills:        c.Int("kills"),
+		KillInterval: c.Duration("kill-interval"),
+		Prefix:       c.String("prefix"),
+		Grace:        c.Duration("grace"),
+		Username:     c.String("username"),
+		Password:     c.String("password"),
 	}
 	if c.Int("qos") < 0 || c.Int("qos") > 2 {
 		return fmt.Errorf("--qos %d: want 0, 1 or 2", c.Int("qos"))
@@ -166,13 +172,16 @@ func runBench(c *cli.Context, scenario string) error {
 	}
 	if cmp != nil && len(cmp.Runs) > 0 {
 		var err error
-		if c.Bool("json") {
+		switch {
+		case c.Bool("json"):
 			if cmp.B == "" && len(cmp.Runs) == 1 {
 				err = bench.WriteJSON(c.App.Writer, cmp.Runs[0].A)
 			} else {
 				err = bench.WriteJSON(c.App.Writer, cmp)
 			}
-		} else {
+		case scenario == "crash":
+			err = writeSummaries(c.App.Writer, cmp) // one line per run
+		default:
 			err = bench.WriteComparison(c.App.Writer, cmp)
 		}
 		if err != nil {
@@ -184,7 +193,46 @@ func runBench(c *cli.Context, scenario string) error {
 			}
 		}
 	}
+	if runErr == nil && scenario == "crash" {
+		runErr = crashVerdict(cmp)
+	}
 	return runErr
+}
+
+// writeSummaries prints each run's one-line summary (crash).
+func writeSummaries(w io.Writer, cmp *bench.Comparison) error {
+	for _, run := range cmp.Runs {
+		for _, r := range []*bench.Result{run.A, run.B} {
+			if r == nil {
+				continue
+			}
+			if _, err := fmt.Fprintln(w, r.Summary); err != nil {
+				return err
+			}
+			for _, e := range r.ErrorSamples {
+				if _, err := fmt.Fprintf(w, "  error: %s\n", e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// crashVerdict fails the command when a crash run found a violation, so
+// that scripts and CI see it in the exit code.
+func crashVerdict(cmp *bench.Comparison) error {
+	if cmp == nil {
+		return nil
+	}
+	for _, run := range cmp.Runs {
+		for _, r := range []*bench.Result{run.A, run.B} {
+			if r != nil && r.Counts.Errors > 0 {
+				return fmt.Errorf("crash check failed against %s: %d errors (%d acknowledged messages lost)", r.Broker, r.Counts.Errors, r.Counts.Lost)
+			}
+		}
+	}
+	return nil
 }
 
 func runsOr(c *cli.Context, def int) int {

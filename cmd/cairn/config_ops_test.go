@@ -143,8 +143,11 @@ func TestServeOpsConfigErrors(t *testing.T) {
 		want string
 	}{
 		{args: []string{"--ws-path", "mqtt"}, want: "ws-path"},
-		{args: []string{"--listen-wss", "127.0.0.1:0"}, want: "listen-wss: --wss-cert and --wss-key"},
-		{args: []string{"--wss-cert", "c.pem"}, want: "need --listen-wss"},
+		{args: []string{"--listen-wss", "127.0.0.1:0"}, want: "listen-wss: --tls-cert and --tls-key"},
+		{args: []string{"--listen-wss", "127.0.0.1:0", "--tls-cert", "c.pem"}, want: "listen-wss: --tls-cert and --tls-key"},
+		{args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, want: "need --listen-tls (or, but for tls-cert-username, --listen-wss)"},
+		{args: []string{"--listen-wss", "127.0.0.1:0", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem", "--tls-cert-username", "cn"},
+			want: "tls-cert-username needs --listen-tls"},
 		{args: []string{"--sys-interval", "50ms"}, want: "sys-interval"},
 		{args: []string{"--sys-interval", "-1s"}, want: "sys-interval"},
 		{args: []string{"--ws-origins", "[x"}, want: "ws-origins"},

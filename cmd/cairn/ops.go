@@ -8,14 +8,16 @@ package main
 // /mqtt), like the TCP and admin listeners: browsers on the same machine
 // can connect out of the box, nothing is exposed beyond it, and
 // --listen-ws "" turns it off. Cross-origin pages are refused unless
-// --ws-origins allows them. wss is off until --listen-wss and its
-// certificate are given.
+// --ws-origins allows them. wss is off until --listen-wss is given; it uses
+// the TLS listener's certificate and client-certificate settings
+// (--tls-cert, --tls-key, --tls-client-ca; security.go), reloaded on
+// SIGHUP like them. Both listeners count toward the connection limits and
+// admit anonymous clients by the same rule as the TCP listeners.
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"time"
 
@@ -40,9 +42,7 @@ func opsFlags() []cli.Flag {
 	}
 	return []cli.Flag{
 		str("listen-ws", defaultListenWS, "WebSocket listener address (MQTT over ws://ADDR/mqtt); empty disables it", "CAIRN_LISTEN_WS"),
-		str("listen-wss", "", "WebSocket over TLS listener address (wss://); needs --wss-cert and --wss-key", "CAIRN_LISTEN_WSS"),
-		str("wss-cert", "", "PEM certificate chain of the wss listener", "CAIRN_WSS_CERT"),
-		str("wss-key", "", "PEM private key of the wss listener", "CAIRN_WSS_KEY"),
+		str("listen-wss", "", "WebSocket over TLS listener address (wss://ADDR/mqtt); uses --tls-cert and --tls-key", "CAIRN_LISTEN_WSS"),
 		str("ws-path", listen.DefaultWSPath, "URL path of the WebSocket listeners", "CAIRN_WS_PATH"),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "ws-origins", Usage: "web origins (host patterns such as *.example.com or localhost:*; * for any) whose pages may connect over WebSocket besides the broker's own; requests without an Origin (non-browser clients) are always accepted", EnvVars: []string{"CAIRN_WS_ORIGINS"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "sys-interval", Value: defaultSysInterval, Usage: "how often the $SYS/broker/... topics are published (0: never)", EnvVars: []string{"CAIRN_SYS_INTERVAL"}}),
@@ -52,18 +52,15 @@ func opsFlags() []cli.Flag {
 // opsConfig is the merged operations configuration.
 type opsConfig struct {
 	ListenWS, ListenWSS string
-	WSSCert, WSSKey     string
 	WSPath              string
 	WSOrigins           []string
 	SysInterval         time.Duration
 }
 
-func loadOps(c *cli.Context, o *opsConfig) error {
+func loadOps(c *cli.Context, o *opsConfig, sec *securityConfig) error {
 	*o = opsConfig{
 		ListenWS:    c.String("listen-ws"),
 		ListenWSS:   c.String("listen-wss"),
-		WSSCert:     c.String("wss-cert"),
-		WSSKey:      c.String("wss-key"),
 		WSPath:      c.String("ws-path"),
 		WSOrigins:   c.StringSlice("ws-origins"),
 		SysInterval: c.Duration("sys-interval"),
@@ -74,10 +71,8 @@ func loadOps(c *cli.Context, o *opsConfig) error {
 	switch {
 	case !strings.HasPrefix(o.WSPath, "/"):
 		return fmt.Errorf("ws-path: %q must begin with /", o.WSPath)
-	case o.ListenWSS != "" && (o.WSSCert == "" || o.WSSKey == ""):
-		return errors.New("listen-wss: --wss-cert and --wss-key are both needed")
-	case o.ListenWSS == "" && (o.WSSCert != "" || o.WSSKey != ""):
-		return errors.New("wss-cert and wss-key need --listen-wss")
+	case o.ListenWSS != "" && (sec.TLS.CertFile == "" || sec.TLS.KeyFile == ""):
+		return errors.New("listen-wss: --tls-cert and --tls-key are both needed")
 	case o.SysInterval < 0 || (o.SysInterval > 0 && o.SysInterval < 100*time.Millisecond):
 		return fmt.Errorf("sys-interval: %v: want 0 (off) or at least 100ms", o.SysInterval)
 	}
@@ -94,7 +89,8 @@ func loadOps(c *cli.Context, o *opsConfig) error {
 
 // startWebSockets opens the ws and wss listeners and serves them; each
 // one's end is sent on served. It returns their URLs.
-func startWebSockets(b *engine.Broker, o *opsConfig, m *metrics.Metrics, log *slog.Logger, served chan<- error) (urls []string, stop func(), err error) {
+func startWebSockets(b *engine.Broker, cfg *serveConfig, m *metrics.Metrics, log *slog.Logger, served chan<- error) (urls []string, stop func(), err error) {
+	o, sec := &cfg.Ops, &cfg.Sec
 	var opened []*listen.WSListener
 	stop = func() {
 		for _, l := range opened {
@@ -121,9 +117,13 @@ func startWebSockets(b *engine.Broker, o *opsConfig, m *metrics.Metrics, log *sl
 		case len(patterns) > 0:
 			origins = "same origin and " + strings.Join(patterns, ", ")
 		}
-		log.Info("listening", "transport", name, "addr", l.Addr().String(), "url", l.URL(), "subprotocols", strings.Join(listen.WSSubprotocols, ","), "web_origins", origins)
+		anon, why := sec.anonymousOn(l.Addr())
+		log.Info("listening", "transport", name, "addr", l.Addr().String(), "url", l.URL(), "subprotocols", strings.Join(listen.WSSubprotocols, ","),
+			"web_origins", origins, "anonymous", anon, "anonymous_why", why)
+		warnLocked(log, name, anon, sec, false)
 		urls = append(urls, l.URL())
-		go func() { served <- b.Serve(l) }()
+		lc := engine.Listener{Name: name, AllowAnonymous: anon}
+		go func() { served <- b.ServeListener(l, lc) }()
 		return nil
 	}
 	if o.ListenWS != "" {
@@ -133,11 +133,12 @@ func startWebSockets(b *engine.Broker, o *opsConfig, m *metrics.Metrics, log *sl
 		}
 	}
 	if o.ListenWSS != "" {
-		t, err := listen.NewTLS(listen.TLSOptions{CertFile: o.WSSCert, KeyFile: o.WSSKey})
+		t, err := listen.NewTLS(sec.TLS)
 		if err != nil {
 			stop()
 			return nil, nil, fmt.Errorf("wss: %w", err)
 		}
+		b.OnReload("wss certificates", t.Reload)
 		if err := open("wss", o.ListenWSS, listen.WSOptions{TLS: t.Config()}); err != nil {
 			stop()
 			return nil, nil, err
@@ -148,9 +149,9 @@ func startWebSockets(b *engine.Broker, o *opsConfig, m *metrics.Metrics, log *sl
 
 // logSummary is the one line that says what the broker is: its listeners,
 // its store and its limits.
-func logSummary(log *slog.Logger, cfg *serveConfig, l net.Listener, wsURLs []string, adm *adminEndpoint, st *store.Store, rep recovery.Report) {
-	listeners := []any{"mqtt", "mqtt://" + l.Addr().String()}
-	for _, u := range wsURLs {
+func logSummary(log *slog.Logger, cfg *serveConfig, mqttURLs, wsURLs []string, adm *adminEndpoint, st *store.Store, rep recovery.Report) {
+	var listeners []any
+	for _, u := range append(append([]string(nil), mqttURLs...), wsURLs...) {
 		listeners = append(listeners, strings.SplitN(u, ":", 2)[0], u)
 	}
 	if adm != nil {
@@ -175,7 +176,27 @@ func logSummary(log *slog.Logger, cfg *serveConfig, l net.Listener, wsURLs []str
 		"version", buildVersion(),
 		slog.Group("listeners", listeners...),
 		slog.Group("store", "dir", cfg.Data, "disk_bytes", disk, "sessions", rep.Sessions, "queued", rep.Queued, "retained", rep.Retained, "recovered_in", rep.Took.String()),
-		slog.Group("limits", "max_packet_size", e.MaxPacketSize, "max_inflight", e.MaxInflight, "max_queued_memory", e.MaxQueuedMemory,
-			"receive_maximum", e.Features.ReceiveMaximum, "connect_timeout", e.ConnectTimeout.String(), "queue_limit", qlimit),
+		slog.Group("limits", "max_connections", limitText(e.Limits.MaxConnections), "max_connections_per_ip", limitText(e.Limits.MaxConnectionsPerIP),
+			"max_packet_size", e.MaxPacketSize, "max_inflight", e.MaxInflight, "max_queued_memory", e.MaxQueuedMemory,
+			"receive_maximum", e.Features.ReceiveMaximum, "connect_timeout", e.ConnectTimeout.String(), "queue_limit", qlimit,
+			"min_free_space", minFreeText(cfg.MinFreeSpace)),
 		"sys", sys)
+}
+
+// limitText is a limit for the summary: the engine's -1 (or 0) is none.
+func limitText(n int) string {
+	if n <= 0 {
+		return "none"
+	}
+	return fmt.Sprint(n)
+}
+
+func minFreeText(n int64) string {
+	switch {
+	case n == 0:
+		return "auto"
+	case n < 0:
+		return "none"
+	}
+	return fmt.Sprint(n)
 }

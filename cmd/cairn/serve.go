@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -34,9 +33,11 @@ func serveFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
-	flags = append(flags, mqtt5Flags()...) // mqtt5flags.go
-	flags = append(flags, maintFlags()...) // compact.go
-	return append(flags, opsFlags()...)    // ops.go
+	flags = append(flags, mqtt5Flags()...)    // mqtt5flags.go
+	flags = append(flags, storeFlags()...)    // storeflags.go
+	flags = append(flags, maintFlags()...)    // compact.go
+	flags = append(flags, securityFlags()...) // security.go
+	return append(flags, opsFlags()...)       // ops.go
 }
 
 func serveCommand() *cli.Command {
@@ -57,7 +58,10 @@ type serveConfig struct {
 	Data        string
 	Admin       string // admin endpoint address; "" disables it
 	MemTableMiB int
-	Engine      engine.Options
+	// MinFreeSpace is store.Options.MinFreeSpace (storeflags.go).
+	MinFreeSpace int64
+	Engine       engine.Options
+	Sec          securityConfig
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
 	Ops             opsConfig // WebSocket, $SYS (ops.go)
@@ -96,10 +100,16 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if cfg.Engine.Features, err = loadFeatures(c); err != nil { // mqtt5flags.go
 		return cfg, err
 	}
+	if cfg.MinFreeSpace, err = loadMinFreeSpace(c); err != nil { // storeflags.go
+		return cfg, err
+	}
 	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
 		return cfg, err
 	}
-	return cfg, loadOps(c, &cfg.Ops) // ops.go
+	if err := loadSecurityConfig(c, &cfg.Sec, &cfg.Engine); err != nil { // security.go
+		return cfg, err
+	}
+	return cfg, loadOps(c, &cfg.Ops, &cfg.Sec) // ops.go
 }
 
 func serve(c *cli.Context) error {
@@ -111,6 +121,11 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	policy, err := newPolicy(&cfg.Sec)
+	if err != nil {
+		return err
+	}
+	cfg.Engine.Auth = policy
 	if path := c.String("cpuprofile"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -123,7 +138,8 @@ func serve(c *cli.Context) error {
 	}
 	dir := cfg.Data
 	m := metrics.New(buildVersion()) // /metrics on the admin endpoint; observes the store and the engine
-	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20, Observer: m})
+	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20,
+		MinFreeSpace: cfg.MinFreeSpace, FS: storeFS(c), Observer: m})
 	if err != nil {
 		if derr := damagedStoreErr(dir, err); derr != nil {
 			return derr
@@ -140,6 +156,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer adm.stop()
+	registerAdminActions(adm, b) // admin_actions.go
 	adm.handle("GET /metrics", m.Handler())
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
@@ -151,16 +168,16 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
-	l, err := net.Listen("tcp", cfg.Listen)
+	logAuth(log, &cfg.Sec, policy)
+	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
+	served := make(chan error, 4)
+	closeListeners, mqttURLs, err := serveListeners(b, &cfg, log, served)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		return err
 	}
-	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion())
-	served := make(chan error, 3)
-	go func() { served <- b.Serve(l) }()
-	wsURLs, closeWS, err := startWebSockets(b, &cfg.Ops, m, log, served) // ops.go
+	defer closeListeners()
+	wsURLs, closeWS, err := startWebSockets(b, &cfg, m, log, served) // ops.go
 	if err != nil {
-		l.Close()
 		return err
 	}
 	defer closeWS()
@@ -170,7 +187,9 @@ func serve(c *cli.Context) error {
 	}
 	defer stopSys()
 	adm.setReady() // recovery is done and every listener accepts
-	logSummary(log, &cfg, l, wsURLs, adm, st, rep)
+	logSummary(log, &cfg, mqttURLs, wsURLs, adm, st, rep)
+	stopHUP := reloadOnHUP(b, log)
+	defer stopHUP()
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -179,7 +198,7 @@ func serve(c *cli.Context) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-served:
-		if err != nil && !errors.Is(err, engine.ErrClosed) {
+		if err != nil && !errors.Is(err, engine.ErrClosed) && st.Err() == nil {
 			log.Error("listener failed; shutting down", "err", err)
 		}
 	}
@@ -192,6 +211,9 @@ func serve(c *cli.Context) error {
 	}
 	adm.stop()
 	if err := st.Close(); err != nil {
+		if ferr := st.Err(); ferr != nil {
+			return storeFailedError(ferr) // exit non-zero (storeflags.go)
+		}
 		return fmt.Errorf("closing the store: %w", err)
 	}
 	log.Info("stopped")

@@ -43,6 +43,14 @@
 // it is substituted into. With an ACL configured everything not granted is
 // denied; anonymous clients (user "") get the rules that apply to everyone.
 //
+// # Policy
+//
+// [Policy] puts the three together into the decisions the broker asks for
+// (it is the engine's Authorizer): who a connecting client is — the
+// identity of a verified client certificate, or a user name whose password
+// the password file confirms, or anonymous — whether it may connect, and
+// what it may publish, subscribe to and receive. Reload rereads both files.
+//
 // # Failed logins
 //
 // [FailedLoginLimiter] is a token bucket per source address (IPv6 grouped by

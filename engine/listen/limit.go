@@ -8,13 +8,21 @@ import (
 	"sync/atomic"
 )
 
-// LimitedListener is a net.Listener that bounds the connections open at once,
-// in total and per source IP address. A connection over either bound is
-// closed at once (with a TCP reset, so that a flood leaves no TIME_WAIT
-// sockets behind) and counted; Accept goes on to the next one. A connection
-// counts until it is closed.
-type LimitedListener struct {
-	net.Listener
+// Connection limits.
+//
+// Invariants:
+//   - A ConnLimiter counts every connection it admitted until that
+//     connection's first Close, whichever listener it came from: the bounds
+//     are global when several listeners share one limiter.
+//   - A connection over either bound is closed at once, before a byte is read
+//     or a TLS handshake is started (with a TCP reset, so that a flood leaves
+//     no TIME_WAIT sockets behind), and counted; Accept goes on to the next.
+//   - The per-address map holds only addresses with open connections, so it
+//     is bounded by the number of open connections.
+
+// ConnLimiter bounds the connections open at once, in total and per source
+// IP address, over any number of listeners. It is safe for concurrent use.
+type ConnLimiter struct {
 	maxTotal, maxPerIP int
 
 	mu     sync.Mutex
@@ -24,7 +32,28 @@ type LimitedListener struct {
 	accepted, rejectedTotal, rejectedPerIP atomic.Uint64
 }
 
-// LimitStats are a LimitedListener's counters.
+// NewConnLimiter returns a limiter of at most maxTotal connections at once
+// (<= 0: no limit) and at most maxPerIP from one IP address (<= 0: no limit;
+// the address is compared exactly, IPv4-mapped IPv6 as IPv4). Connections
+// whose remote address has no IP (Unix sockets) count only toward maxTotal.
+func NewConnLimiter(maxTotal, maxPerIP int) *ConnLimiter {
+	return &ConnLimiter{maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: make(map[netip.Addr]int)}
+}
+
+// Wrap returns l limited by the limiter. Put it under the TLS listener
+// (tls.NewListener(lim.Wrap(tcp), cfg)) so that refused connections cost no
+// handshake.
+func (lim *ConnLimiter) Wrap(l net.Listener) *LimitedListener {
+	return &LimitedListener{Listener: l, lim: lim}
+}
+
+// LimitedListener is a net.Listener whose connections a ConnLimiter bounds.
+type LimitedListener struct {
+	net.Listener
+	lim *ConnLimiter
+}
+
+// LimitStats are a ConnLimiter's counters.
 type LimitStats struct {
 	Active        int    // connections open now
 	Sources       int    // distinct source addresses among them
@@ -33,14 +62,9 @@ type LimitStats struct {
 	RejectedPerIP uint64 // closed because maxPerIP connections from the address were open
 }
 
-// LimitListener wraps l: at most maxTotal connections at once (<= 0: no
-// limit) and at most maxPerIP from one IP address (<= 0: no limit; the
-// address is compared exactly, IPv4-mapped IPv6 as IPv4). Connections whose
-// remote address has no IP (Unix sockets) count only toward maxTotal. Put it
-// under the TLS listener (tls.NewListener(LimitListener(tcp, ...), cfg)) so
-// that refused connections cost no handshake.
+// LimitListener wraps l with a limiter of its own (see NewConnLimiter).
 func LimitListener(l net.Listener, maxTotal, maxPerIP int) *LimitedListener {
-	return &LimitedListener{Listener: l, maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: make(map[netip.Addr]int)}
+	return NewConnLimiter(maxTotal, maxPerIP).Wrap(l)
 }
 
 // Accept returns the next connection within the limits. Its errors are
@@ -52,60 +76,70 @@ func (l *LimitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := RemoteIP(c.RemoteAddr())
-		if l.admit(ip) {
-			l.accepted.Add(1)
-			return &limitedConn{Conn: c, l: l, ip: ip}, nil
+		if l.lim.admit(ip) {
+			l.lim.accepted.Add(1)
+			return &limitedConn{Conn: c, lim: l.lim, ip: ip}, nil
 		}
-		if tc, ok := c.(*net.TCPConn); ok {
+		switch tc := c.(type) {
+		case *net.TCPConn:
 			_ = tc.SetLinger(0)
+		case *wsConn:
+			// No close handshake: a refused WebSocket must not hold up
+			// Accept for a peer that does not answer (ws.go).
+			tc.closeNow()
+			continue
 		}
 		c.Close()
 	}
 }
 
+// Stats returns the counters of the listener's limiter (shared with every
+// listener it wraps).
+func (l *LimitedListener) Stats() LimitStats { return l.lim.Stats() }
+
 // admit takes a slot for ip, or counts the refusal.
-func (l *LimitedListener) admit(ip netip.Addr) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.maxTotal > 0 && l.active >= l.maxTotal {
-		l.rejectedTotal.Add(1)
+func (lim *ConnLimiter) admit(ip netip.Addr) bool {
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	if lim.maxTotal > 0 && lim.active >= lim.maxTotal {
+		lim.rejectedTotal.Add(1)
 		return false
 	}
 	if ip.IsValid() {
-		if l.maxPerIP > 0 && l.perIP[ip] >= l.maxPerIP {
-			l.rejectedPerIP.Add(1)
+		if lim.maxPerIP > 0 && lim.perIP[ip] >= lim.maxPerIP {
+			lim.rejectedPerIP.Add(1)
 			return false
 		}
-		l.perIP[ip]++
+		lim.perIP[ip]++
 	}
-	l.active++
+	lim.active++
 	return true
 }
 
-func (l *LimitedListener) release(ip netip.Addr) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.active--
+func (lim *ConnLimiter) release(ip netip.Addr) {
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	lim.active--
 	if ip.IsValid() {
-		if l.perIP[ip] <= 1 {
-			delete(l.perIP, ip)
+		if lim.perIP[ip] <= 1 {
+			delete(lim.perIP, ip)
 		} else {
-			l.perIP[ip]--
+			lim.perIP[ip]--
 		}
 	}
 }
 
-// Stats returns the listener's counters.
-func (l *LimitedListener) Stats() LimitStats {
-	l.mu.Lock()
-	active, sources := l.active, len(l.perIP)
-	l.mu.Unlock()
+// Stats returns the limiter's counters.
+func (lim *ConnLimiter) Stats() LimitStats {
+	lim.mu.Lock()
+	active, sources := lim.active, len(lim.perIP)
+	lim.mu.Unlock()
 	return LimitStats{
 		Active:        active,
 		Sources:       sources,
-		Accepted:      l.accepted.Load(),
-		RejectedTotal: l.rejectedTotal.Load(),
-		RejectedPerIP: l.rejectedPerIP.Load(),
+		Accepted:      lim.accepted.Load(),
+		RejectedTotal: lim.rejectedTotal.Load(),
+		RejectedPerIP: lim.rejectedPerIP.Load(),
 	}
 }
 
@@ -113,7 +147,7 @@ func (l *LimitedListener) Stats() LimitStats {
 // Close is called).
 type limitedConn struct {
 	net.Conn
-	l      *LimitedListener
+	lim    *ConnLimiter
 	ip     netip.Addr
 	closed atomic.Bool
 }
@@ -121,7 +155,7 @@ type limitedConn struct {
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {
-		c.l.release(c.ip)
+		c.lim.release(c.ip)
 	}
 	return err
 }
@@ -149,6 +183,14 @@ func RemoteIP(a net.Addr) netip.Addr {
 		ip = ap.Addr()
 	}
 	return ip.Unmap().WithZone("")
+}
+
+// IsLoopback reports whether a listener's bound address is a loopback
+// address (127.0.0.0/8, ::1): only local processes can reach it. An
+// unspecified address (0.0.0.0, ::) or one without an IP is not.
+func IsLoopback(a net.Addr) bool {
+	ip := RemoteIP(a)
+	return ip.IsValid() && ip.IsLoopback()
 }
 
 // ConnectionState returns the TLS state of c if it is a TLS connection

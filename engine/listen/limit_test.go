@@ -240,3 +240,89 @@ type fakeAddr string
 
 func (a fakeAddr) Network() string { return "fake" }
 func (a fakeAddr) String() string  { return string(a) }
+
+// TestSharedLimiter: one limiter over two listeners bounds their sum.
+func TestSharedLimiter(t *testing.T) {
+	lim := NewConnLimiter(2, 0)
+	var ls []*LimitedListener
+	for range 2 {
+		tcp, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := lim.Wrap(tcp)
+		t.Cleanup(func() { l.Close() })
+		ls = append(ls, l)
+	}
+	accept := func(l *LimitedListener) chan net.Conn {
+		ch := make(chan net.Conn, 1)
+		go func() {
+			c, err := l.Accept()
+			if err == nil {
+				ch <- c
+			}
+			close(ch)
+		}()
+		return ch
+	}
+	var kept []net.Conn
+	for _, l := range ls {
+		ch := accept(l)
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s := <-ch
+		if s == nil {
+			t.Fatal("not accepted")
+		}
+		kept = append(kept, s)
+	}
+	// A third connection, on either listener, is over the shared bound: the
+	// accepting listener resets it and waits for the next one.
+	third := accept(ls[0])
+	c, err := net.Dial("tcp", ls[0].Addr().String())
+	if err == nil { // the reset may come before or after the dial returns
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("read data from a refused connection")
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); lim.Stats().RejectedTotal == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if st := lim.Stats(); st.Active != 2 || st.RejectedTotal != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	kept[0].Close()
+	kept[0].Close()
+	if st := ls[1].Stats(); st.Active != 1 {
+		t.Fatalf("after close: %+v", st)
+	}
+	kept[1].Close()
+	ls[0].Close()
+	if s := <-third; s != nil {
+		t.Fatal("the refused connection was handed out")
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 1883}, true},
+		{&net.TCPAddr{IP: net.ParseIP("127.3.2.1"), Port: 1883}, true},
+		{&net.TCPAddr{IP: net.ParseIP("::1"), Port: 1883}, true},
+		{&net.TCPAddr{IP: net.ParseIP("0.0.0.0"), Port: 1883}, false},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 1883}, false},
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1883}, false},
+		{&net.UnixAddr{Name: "/tmp/s", Net: "unix"}, false},
+	} {
+		if got := IsLoopback(tc.addr); got != tc.want {
+			t.Errorf("IsLoopback(%v) = %v", tc.addr, got)
+		}
+	}
+}

@@ -13,8 +13,10 @@ import "github.com/cairn-mqtt/cairn/store"
 //     dry. Only durable entries are ever sent: a message delivered before it
 //     is durable could come back as a duplicate after a crash.
 //   - Memory is bounded: pending holds at most memCap entries, qos0 at most
-//     qos0Cap; a persistent session's overflow stays in the store, a clean
-//     session's is refused (and counted by the caller).
+//     qos0Cap, and together they hold at most memBytes bytes of messages
+//     (or one message, however large); a persistent session's overflow
+//     stays in the store, a clean session's is refused (and counted by the
+//     caller).
 
 // Delivery is one message on its way to this client.
 type Delivery struct {
@@ -58,6 +60,8 @@ type Outbox struct {
 	window     int
 	memCap     int
 	qos0Cap    int
+	memBytes   int // 0: no byte bound
+	bytes      int // held in pending and qos0
 
 	inflight map[uint16]*Inflight
 	pending  []Delivery
@@ -75,6 +79,21 @@ type Config struct {
 	Window     int // in-flight QoS 1/2 messages toward the client
 	MemCap     int // QoS 1/2 deliveries held in memory
 	QoS0Cap    int // QoS 0 deliveries held in memory
+	MemBytes   int // bytes of messages held in memory (pending and QoS 0); 0: no bound
+}
+
+// Size is what a delivery's message costs in memory, for Config.MemBytes.
+func Size(m *store.Message) int {
+	if m == nil {
+		return 0
+	}
+	return len(m.Topic) + len(m.Payload) + len(m.Props) + 64
+}
+
+// fits reports whether n more bytes stay within the byte bound; an empty
+// outbox takes any one message.
+func (o *Outbox) fits(n int) bool {
+	return o.memBytes <= 0 || o.bytes == 0 || o.bytes+n <= o.memBytes
 }
 
 // New returns an Outbox. For a persistent session head is the lowest queued
@@ -95,7 +114,7 @@ func New(c Config, head, next, sentBelow uint64) *Outbox {
 		c.QoS0Cap = 1
 	}
 	o := &Outbox{
-		persistent: c.Persistent, window: c.Window, memCap: c.MemCap, qos0Cap: c.QoS0Cap,
+		persistent: c.Persistent, window: c.Window, memCap: c.MemCap, qos0Cap: c.QoS0Cap, memBytes: c.MemBytes,
 		inflight: make(map[uint16]*Inflight),
 		loaded:   head, durableNext: next, cleanNext: 1, sentNext: sentBelow,
 	}
@@ -126,30 +145,34 @@ func (o *Outbox) SetWindow(n int) {
 // returns false when the delivery was refused for lack of room (clean
 // sessions and QoS 0 only): the caller counts the drop.
 func (o *Outbox) Push(d Delivery) bool {
+	n := Size(d.Msg)
 	if d.QoS == 0 {
-		if len(o.qos0) >= o.qos0Cap {
+		if len(o.qos0) >= o.qos0Cap || !o.fits(n) {
 			return false
 		}
 		d.Seq = 0
 		o.qos0 = append(o.qos0, d)
+		o.bytes += n
 		return true
 	}
 	if o.persistent {
 		if d.Seq >= o.durableNext {
 			o.durableNext = d.Seq + 1
 		}
-		if d.Seq == o.loaded && len(o.pending) < o.memCap {
+		if d.Seq == o.loaded && len(o.pending) < o.memCap && o.fits(n) {
 			o.pending = append(o.pending, d)
+			o.bytes += n
 			o.loaded++
 		}
 		return true
 	}
-	if len(o.pending) >= o.memCap {
+	if len(o.pending) >= o.memCap || !o.fits(n) {
 		return false
 	}
 	d.Seq = o.cleanNext
 	o.cleanNext++
 	o.pending = append(o.pending, d)
+	o.bytes += n
 	return true
 }
 
@@ -179,6 +202,7 @@ func (o *Outbox) Loaded(ds []Delivery, to uint64, complete bool) {
 			continue
 		}
 		o.pending = append(o.pending, d)
+		o.bytes += Size(d.Msg)
 		o.loaded = d.Seq + 1
 	}
 	if complete && o.loaded < to {
@@ -190,6 +214,7 @@ func (o *Outbox) Loaded(ds []Delivery, to uint64, complete bool) {
 func (o *Outbox) Next() (Action, bool) {
 	if len(o.qos0) > 0 {
 		d := o.qos0[0]
+		o.bytes -= Size(d.Msg)
 		o.qos0[0] = Delivery{}
 		o.qos0 = o.qos0[1:]
 		if len(o.qos0) == 0 {
@@ -206,6 +231,7 @@ func (o *Outbox) Next() (Action, bool) {
 		// The seq is 65535 past an unacknowledged one: wait for that ack.
 		return Action{}, false
 	}
+	o.bytes -= Size(d.Msg)
 	o.pending[0] = Delivery{}
 	o.pending = o.pending[1:]
 	if len(o.pending) == 0 {
@@ -278,6 +304,7 @@ func (o *Outbox) Rewind(head uint64) {
 	clear(o.inflight)
 	o.pending = nil
 	o.qos0 = nil
+	o.bytes = 0
 	o.loaded = head
 }
 

@@ -1,7 +1,9 @@
 // Package storetest holds file systems for testing code that runs on a
-// store under storage failures: power cuts (CrashFS) and slow or failing
-// disks (SlowFS). It imports nothing of Cairn, so the store's own tests can
-// use it as well as the engine's and the commands'.
+// store under storage failures: power cuts (CrashFS), slow or stuck fsyncs
+// (SlowFS) and a volume running out of space (SpaceFS, a fake free-space
+// source); failing writes and fsyncs come from Pebble's vfs/errorfs. It
+// imports nothing of Cairn, so the store's own tests can use it as well as
+// the engine's and the commands'.
 package storetest
 
 import (
