@@ -199,6 +199,12 @@ var (
 	fPCacheHits  = newFamily("cairn_pebble_block_cache_hits_total", "Block cache hits.", counter)
 	fPCacheMiss  = newFamily("cairn_pebble_block_cache_misses_total", "Block cache misses.", counter)
 	fPCacheBytes = newFamily("cairn_pebble_block_cache_bytes", "Bytes in the block cache.", gauge)
+	fSecurity    = newFamily("cairn_security_events_total", "Connections, logins, packets and subscriptions refused by the security settings and limits, and other limit events, by event.", counter, "event")
+	fStoreFull   = newFamily("cairn_store_full_refusals_total", "Work refused because the store's volume is below its free-space reserve.", counter)
+	fSpaceFree   = newFamily("cairn_store_free_bytes", "Free space of the store's volume at the last measurement (0 when not measured).", gauge)
+	fSpaceRes    = newFamily("cairn_store_free_space_reserve_bytes", "The free-space reserve below which new durable work is refused (0: no guard).", gauge)
+	fSpaceLow    = newFamily("cairn_store_space_low", "1 while the store refuses growth for lack of free space.", gauge)
+	fWaiting     = newFamily("cairn_store_commits_waiting", "Commits whose completion (mostly an fsync) is pending now.", gauge)
 	fWSUpgrades  = newFamily("cairn_websocket_upgrades_total", "WebSocket connections upgraded and handed to the broker.", counter, "listener")
 	fWSRefused   = newFamily("cairn_websocket_refused_total", "WebSocket requests refused, by reason.", counter, "listener", "reason")
 )
@@ -209,7 +215,8 @@ var families = []family{
 	fQueued, fQueuedBytes, fQueues, fDeepest, fProto, fWills, fTakeovers, fExpired, fCommitFail,
 	fCommits, fEvents, fSyncs, fCompRuns, fCompFail, fCompSecs, fCompPause, fCompMax, fMaint,
 	fPDisk, fPWALFiles, fPWALBytes, fPMemBytes, fPMemCount, fPDebt, fPCompacts, fPFlushes, fPReadAmp,
-	fPLevelFiles, fPLevelBytes, fPCacheHits, fPCacheMiss, fPCacheBytes, fWSUpgrades, fWSRefused,
+	fPLevelFiles, fPLevelBytes, fPCacheHits, fPCacheMiss, fPCacheBytes,
+	fSecurity, fStoreFull, fSpaceFree, fSpaceRes, fSpaceLow, fWaiting, fWSUpgrades, fWSRefused,
 }
 
 // packetTypes are the labels of the packet families.
@@ -297,6 +304,10 @@ func collectBroker(b *engine.Broker, emit emitter) {
 	emit(fMaint, float64(mt.QueuedExpired.Load()), "queued_expired")
 	emit(fMaint, float64(mt.BodiesCollected.Load()), "orphan_bodies")
 	emit(fMaint, float64(mt.EventsTruncated.Load()), "events_truncated")
+	for _, sc := range b.SecurityCounters() {
+		emit(fSecurity, float64(sc.Value), sc.Name)
+	}
+	emit(fStoreFull, float64(s.StoreFullRefusals.Load()))
 }
 
 func collectStore(st *store.Store, emit emitter) {
@@ -304,6 +315,19 @@ func collectStore(st *store.Store, emit emitter) {
 	emit(fCommits, float64(cs.Commits))
 	emit(fEvents, float64(cs.Events))
 	emit(fSyncs, float64(cs.Syncs))
+	emit(fWaiting, float64(cs.Waiting))
+	sp := st.Space()
+	low := 0.0
+	if sp.Low {
+		low = 1
+	}
+	reserve := float64(sp.Reserve)
+	if !sp.Guarded {
+		reserve = 0
+	}
+	emit(fSpaceFree, float64(sp.Avail))
+	emit(fSpaceRes, reserve)
+	emit(fSpaceLow, low)
 	qt := st.QueueTotals()
 	emit(fQueued, float64(qt.Messages))
 	emit(fQueuedBytes, float64(qt.Bytes))

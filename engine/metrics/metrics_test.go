@@ -123,8 +123,9 @@ func sum(vals map[string]float64) float64 {
 // and the ones traffic drives move under traffic over TCP and WebSocket:
 // connections, packets and bytes by type, publishes and deliveries, the ack
 // latency, fsync and batch histograms, queue depths, drops by reason,
-// refusals, wills, take-overs, protocol errors, compaction, WebSocket
-// upgrades; the Pebble families report the store.
+// refusals, wills, take-overs, expiries, protocol errors, security events,
+// compaction, WebSocket upgrades and refusals; the Pebble and free-space
+// families report the store.
 func TestMetricsFamiliesMove(t *testing.T) {
 	e := newEnv(t)
 	before := scrape(t, e.m)
@@ -151,6 +152,11 @@ func TestMetricsFamiliesMove(t *testing.T) {
 	sub.Connect(t, &wire.Connect{ClientID: "away", CleanStart: true, Props: &wire.Properties{SessionExpiry: u32(3600), MaximumPacketSize: u32(300)}})
 	sub.Send(&wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: "m/#", QoS: 1}}})
 	sub.Expect(t, wiretest.Timeout)
+	// An online subscriber over TCP: deliveries.
+	live := wiretest.Dial(t, e.tcp, wire.V311)
+	live.Connect(t, &wire.Connect{ClientID: "live", CleanStart: true})
+	live.Send(&wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: "m/x", QoS: 0}}})
+	live.Expect(t, wiretest.Timeout)
 	// Too large for it: dropped (too_large) while it is online.
 	pub := wiretest.Dial(t, e.tcp, wire.V311)
 	pub.Connect(t, &wire.Connect{ClientID: "pub", CleanStart: true})
@@ -179,6 +185,20 @@ func TestMetricsFamiliesMove(t *testing.T) {
 	bad.Connect(t, &wire.Connect{ClientID: "bad", CleanStart: true})
 	bad.SendRaw([]byte{0xF0, 0x00}) // reserved packet type
 	bad.ExpectClosed(t, wiretest.Timeout)
+	// A session that expires a second after it leaves.
+	exp := wiretest.Dial(t, e.tcp, wire.V5)
+	exp.Connect(t, &wire.Connect{ClientID: "brief", CleanStart: true, Props: &wire.Properties{SessionExpiry: u32(1)}})
+	exp.Send(&wire.Disconnect{})
+	exp.ExpectClosed(t, wiretest.Timeout)
+	// A client id over the limit (a security event), a WebSocket upgrade
+	// without the MQTT subprotocol (refused).
+	long := wiretest.Dial(t, e.tcp, wire.V311)
+	long.Send(&wire.Connect{ClientID: strings.Repeat("i", 300), CleanStart: true})
+	long.ExpectClosed(t, wiretest.Timeout)
+	if c, _, err := websocket.Dial(ctx, e.ws.URL(), nil); err == nil {
+		c.CloseNow()
+		t.Fatal("a WebSocket without the mqtt subprotocol was upgraded")
+	}
 	if _, err := e.b.Compact(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
@@ -192,6 +212,13 @@ func TestMetricsFamiliesMove(t *testing.T) {
 	}
 	must := []struct{ name, label string }{
 		{"cairn_connections_total", ""},
+		{"cairn_connections_open", ""},
+		{"cairn_clients_connected", ""},
+		{"cairn_messages_delivered_total", ""},
+		{"cairn_sessions_expired_total", ""},
+		{"cairn_security_events_total", "event=client_id_rejected"},
+		{"cairn_websocket_refused_total", "listener=ws,reason=no_mqtt_subprotocol"},
+		{"cairn_sessions", "state=online"},
 		{"cairn_packets_received_total", "type=PUBLISH"},
 		{"cairn_packets_received_total", "type=CONNECT"},
 		{"cairn_packets_received_total", "type=PINGREQ"},
@@ -239,6 +266,15 @@ func TestMetricsFamiliesMove(t *testing.T) {
 		if !moved(f.name, f.label) {
 			t.Errorf("%s{%s}: %v before, %v after traffic: did not move", f.name, f.label, before[f.name], after[f.name])
 		}
+	}
+	// Present, with values that say something, though this traffic does not
+	// move them: the start time, the free space and its reserve (the
+	// temporary directory is on a real volume), the space guard at rest.
+	if after["cairn_start_time_seconds"][""] < float64(time.Now().Add(-time.Hour).Unix()) {
+		t.Errorf("cairn_start_time_seconds = %v", after["cairn_start_time_seconds"])
+	}
+	if after["cairn_store_free_bytes"][""] <= 0 || after["cairn_store_free_space_reserve_bytes"][""] <= 0 || after["cairn_store_space_low"][""] != 0 {
+		t.Errorf("free space %v, reserve %v, low %v", after["cairn_store_free_bytes"], after["cairn_store_free_space_reserve_bytes"], after["cairn_store_space_low"])
 	}
 	if after["cairn_pebble_disk_bytes"][""] <= 0 {
 		t.Errorf("cairn_pebble_disk_bytes = %v", after["cairn_pebble_disk_bytes"])
