@@ -248,3 +248,78 @@ func TestReadmeMetricsAndSys(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigPrecedenceAllSources: the security, free-space and admin
+// settings follow the same model: flag over environment over file over
+// default, each layer checked on its own.
+func TestConfigPrecedenceAllSources(t *testing.T) {
+	file := writeConfig(t, "min-free-space: 2GiB\nadmin: 127.0.0.1:7001\nmax-connections: 11\npassword-file: /from/file\n"+
+		"listen-wss: 127.0.0.1:7002\ntls-cert: /file.pem\ntls-key: /file.key\nmax-topic-levels: 9\n")
+	get := func(args ...string) serveConfig {
+		t.Helper()
+		cfg, err := runServeConfig(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	type view struct {
+		free                 int64
+		admin, pw, wss, cert string
+		conns, levels        int
+	}
+	see := func(c serveConfig) view {
+		return view{c.MinFreeSpace, c.Admin, c.Sec.PasswordFile, c.Ops.ListenWSS, c.Sec.TLS.CertFile, c.Engine.Limits.MaxConnections, c.Engine.Limits.MaxTopicLevels}
+	}
+	if got, want := see(get()), (view{0, defaultAdmin, "", "", "", 16384, 128}); got != want {
+		t.Fatalf("defaults %+v, want %+v", got, want)
+	}
+	if got, want := see(get("--config", file)), (view{2 << 30, "127.0.0.1:7001", "/from/file", "127.0.0.1:7002", "/file.pem", 11, 9}); got != want {
+		t.Fatalf("file %+v, want %+v", got, want)
+	}
+	t.Setenv("CAIRN_MIN_FREE_SPACE", "3GiB")
+	t.Setenv("CAIRN_ADMIN", "127.0.0.1:7003")
+	t.Setenv("CAIRN_MAX_CONNECTIONS", "12")
+	t.Setenv("CAIRN_TLS_CERT", "/env.pem")
+	if got, want := see(get("--config", file)), (view{3 << 30, "127.0.0.1:7003", "/from/file", "127.0.0.1:7002", "/env.pem", 12, 9}); got != want {
+		t.Fatalf("environment over file %+v, want %+v", got, want)
+	}
+	got := see(get("--config", file, "--min-free-space", "0", "--admin", "", "--max-connections", "13", "--tls-cert", "/flag.pem", "--password-file", "/flag"))
+	if want := (view{-1, "", "/flag", "127.0.0.1:7002", "/flag.pem", 13, 9}); got != want {
+		t.Fatalf("flags over environment %+v, want %+v", got, want)
+	}
+}
+
+// TestConfigFileErrorsAllSettings: the file checker knows the security,
+// free-space and admin keys (a typo is named with its suggestion, a wrong
+// type names the key and line), and their values are checked too.
+func TestConfigFileErrorsAllSettings(t *testing.T) {
+	cases := []struct {
+		body string
+		want []string
+	}{
+		{"tls-cert-usernme: cn\n", []string{"line 1", `unknown key "tls-cert-usernme"`, `did you mean "tls-cert-username"`}},
+		{"min-free-spce: 1GiB\n", []string{`unknown key "min-free-spce"`, `did you mean "min-free-space"`}},
+		{"admn: 127.0.0.1:1\n", []string{`unknown key "admn"`, `did you mean "admin"`}},
+		{"max-connections: lots\n", []string{"line 1", "max-connections", "whole number"}},
+		{"allow-anonymous: perhaps\n", []string{"allow-anonymous", "true or false"}},
+		{"listen-tls: [a]\n", []string{"listen-tls", "not a list or a map"}},
+		{"fault-fsync-error-file: /x\n", []string{`unknown key "fault-fsync-error-file"`}}, // hidden test hooks are not settings
+		{"min-free-space: plenty\n", []string{"min-free-space"}},
+		{"tls-cert-username: cn\n", []string{"tls-cert-username"}},
+		{"auth-fail-rate: -1\n", []string{"auth-fail-rate"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.TrimSpace(tc.body), func(t *testing.T) {
+			_, err := runServeConfig(t, "--config", writeConfig(t, tc.body))
+			if err == nil {
+				t.Fatalf("%q was accepted", tc.body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
