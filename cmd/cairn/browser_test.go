@@ -111,7 +111,7 @@ type pageReport struct {
 func TestBrowserMQTTOverWebSocket(t *testing.T) {
 	chromium, err := chromiumPath()
 	if err != nil {
-		t.Skip(err)
+		missingTool(t, "%v", err)
 	}
 	bundle, err := os.ReadFile("testdata/browser/mqtt.min.js")
 	if err != nil {

@@ -37,11 +37,11 @@ const mosqWait = 20 // seconds: mosquitto_sub -W, a bound on every subscriber ru
 func TestMosquittoClientsInterop(t *testing.T) {
 	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found in PATH (install the Debian package mosquitto-clients; .ci/run does): %v", tool, err)
+			missingTool(t, "%s not found in PATH (install the Debian package mosquitto-clients; .ci/run does): %v", tool, err)
 		}
 	}
 	if _, err := exec.LookPath("stdbuf"); err != nil {
-		t.Skipf("stdbuf (GNU coreutils) not found in PATH; it is needed to see mosquitto_sub's SUBACK line: %v", err)
+		missingTool(t, "stdbuf (GNU coreutils) not found in PATH; it is needed to see mosquitto_sub's SUBACK line: %v", err)
 	}
 	b := startBroker(t)
 

@@ -56,7 +56,7 @@ type pyResult struct {
 func TestPahoPythonInterop(t *testing.T) {
 	py, err := pahoPython()
 	if err != nil {
-		t.Skip(err)
+		missingTool(t, "%v", err)
 	}
 	b := startBroker(t)
 	ports := map[string]string{"tcp": b.addr, "websockets": b.wsAddr(t)}
