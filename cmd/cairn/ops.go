@@ -179,8 +179,25 @@ func logSummary(log *slog.Logger, cfg *serveConfig, mqttURLs, wsURLs []string, a
 		slog.Group("limits", "max_connections", limitText(e.Limits.MaxConnections), "max_connections_per_ip", limitText(e.Limits.MaxConnectionsPerIP),
 			"max_packet_size", e.MaxPacketSize, "max_inflight", e.MaxInflight, "max_queued_memory", e.MaxQueuedMemory,
 			"receive_maximum", e.Features.ReceiveMaximum, "connect_timeout", e.ConnectTimeout.String(), "queue_limit", qlimit,
+			"max_subscriptions", limitText(e.Limits.MaxSubscriptions), "publish_rate", rateText(e.Limits.PublishRate),
 			"min_free_space", minFreeText(cfg.MinFreeSpace)),
+		slog.Group("auth", "password_file", orNone(cfg.Sec.PasswordFile), "acl_file", orNone(cfg.Sec.ACLFile),
+			"allow_anonymous", cfg.Sec.AllowAnonymous, "tls_client_ca", orNone(cfg.Sec.TLS.ClientCAFile)),
 		"sys", sys)
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "none"
+	}
+	return fmt.Sprint(r, "/s")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // limitText is a limit for the summary: the engine's -1 (or 0) is none.
