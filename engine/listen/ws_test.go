@@ -368,3 +368,74 @@ func TestValidateOriginPatterns(t *testing.T) {
 		t.Fatalf("bad pattern: %v", err)
 	}
 }
+
+// TestWSConnLimit: WebSocket connections count toward a ConnLimiter like
+// TCP ones; one over the limit is dropped at once (no close handshake, so
+// a peer that never answers does not hold up Accept) and counted, and the
+// slot is free again once the admitted one closes.
+func TestWSConnLimit(t *testing.T) {
+	l, err := ListenWS("127.0.0.1:0", WSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := NewConnLimiter(1, 0)
+	ll := lim.Wrap(l)
+	conns := make(chan net.Conn, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ll.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	defer func() { l.Close(); <-done }()
+	mqtt := &websocket.DialOptions{Subprotocols: []string{"mqtt"}}
+
+	first, _, err := dialWS(t, l.URL(), mqtt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var admitted net.Conn
+	select {
+	case admitted = <-conns:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first connection was not accepted")
+	}
+	// The second is upgraded by the HTTP server, then dropped by the
+	// limiter: the client's next read fails, and Accept hands out nothing.
+	second, _, err := dialWS(t, l.URL(), mqtt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := second.Read(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("the connection over the limit stayed open: %v", err)
+	}
+	select {
+	case c := <-conns:
+		t.Fatalf("a connection over the limit was accepted: %v", c.RemoteAddr())
+	case <-time.After(50 * time.Millisecond):
+	}
+	if s := lim.Stats(); s.RejectedTotal != 1 || s.Active != 1 {
+		t.Fatalf("limiter %+v, want 1 rejected, 1 active", s)
+	}
+	// Once the first is closed, a new one is admitted.
+	first.CloseNow()
+	admitted.Close()
+	third, _, err := dialWS(t, l.URL(), mqtt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-conns:
+		third.CloseNow() // first, so that the server's close does not wait for an answer
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no connection admitted after the slot was freed: %+v", lim.Stats())
+	}
+}
