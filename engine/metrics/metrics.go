@@ -1,6 +1,7 @@
 // Package metrics exposes the broker in the Prometheus text format (the
-// admin endpoint's /metrics): the engine's counters and sizes, the commit
-// pipeline's histograms, Pebble's metrics, the WebSocket listeners'
+// admin endpoint's /metrics): the engine's counters and sizes (security
+// refusals by event among them), the commit pipeline's histograms, the
+// store's free-space guard, Pebble's metrics, the WebSocket listeners'
 // counters, and the Go runtime and process collectors.
 //
 // Invariants (what keeps it off the hot path):
