@@ -36,7 +36,7 @@ func dialMQTTWS(t *testing.T, url string, v wire.Version, client *http.Client, o
 // mqtt and mqttv3.1 on both ws and wss (anything else is refused with HTTP
 // 400), and behind both is the same engine as TCP: a TCP subscriber gets
 // what wss and ws clients publish, and a wss subscriber what a TCP client
-// publishes.
+// publishes. SIGHUP reloads the wss certificate.
 func TestServeWSSAndSubprotocols(t *testing.T) {
 	dir := t.TempDir()
 	serverCA, clientCA := newPKI(t, "server ca"), newPKI(t, "client ca")
@@ -128,5 +128,28 @@ func TestServeWSSAndSubprotocols(t *testing.T) {
 	tcpPub.Expect(t, wiretest.Timeout)
 	if p, ok := wsSub.Expect(t, wiretest.Timeout).(*wire.Publish); !ok || p.Topic != "to-ws/x" || string(p.Payload) != "from tcp" {
 		t.Fatalf("the wss subscriber got %v", p)
+	}
+
+	// SIGHUP reloads the wss certificate: a client that trusts only the
+	// new one's CA connects; the connection already open stays.
+	newCA := newPKI(t, "new server ca")
+	cert2, key2 := newCA.issue(t, "broker", true)
+	writeTestFile(t, dir, "cert.pem", cert2)
+	writeTestFile(t, dir, "key.pem", key2)
+	hup(t, b)
+	waitLog(t, b, "reloaded", 1)
+	if w := b.logs.lastJSON(1, "reloaded")["what"]; w != "wss certificates" {
+		t.Fatalf("reloaded %v, want the wss certificates", w)
+	}
+	trustsNew := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: poolOf(newCA.cert), Certificates: []tls.Certificate{keyPair(t, clientCA, "device-2")}}}}
+	c, _, err := dialMQTTWS(t, wssURL, wire.V311, trustsNew, "mqtt")
+	if err != nil {
+		t.Fatalf("after the reload, a client trusting the new certificate: %v", err)
+	}
+	c.Connect(t, &wire.Connect{ClientID: "after-reload", CleanStart: true})
+	wsSub.Send(&wire.Pingreq{})
+	if _, ok := wsSub.Expect(t, wiretest.Timeout).(*wire.Pingresp); !ok {
+		t.Fatal("the wss connection opened before the reload was lost")
 	}
 }
