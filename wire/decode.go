@@ -53,8 +53,10 @@ func checkHeader(hdr byte, v Version) error {
 
 // decodeBody decodes a packet from its fixed header byte and its body. v is
 // normalized (V31, V311 or V5) and ignored for CONNECT. If own is true the
-// body belongs to this packet and byte fields may alias it.
-func decodeBody(hdr byte, body []byte, v Version, own bool) (Packet, error) {
+// body belongs to this packet and byte fields may alias it. lastTopic, if not
+// nil, holds the topic name of the previous PUBLISH: a PUBLISH to the same
+// topic reuses that string, and a PUBLISH to another topic replaces it.
+func decodeBody(hdr byte, body []byte, v Version, own bool, lastTopic *string) (Packet, error) {
 	if err := checkHeader(hdr, v); err != nil {
 		return nil, err
 	}
@@ -75,7 +77,7 @@ func decodeBody(hdr byte, body []byte, v Version, own bool) (Packet, error) {
 	case CONNACK:
 		p, err = d.connack(v)
 	case PUBLISH:
-		p, err = d.publish(hdr, v)
+		p, err = d.publish(hdr, v, lastTopic)
 	case PUBACK, PUBREC, PUBREL, PUBCOMP:
 		p, err = d.ack(v)
 	case SUBSCRIBE:
@@ -209,11 +211,20 @@ func (d *dec) connack(v Version) (*Connack, error) {
 	return c, nil
 }
 
-func (d *dec) publish(hdr byte, v Version) (*Publish, error) {
+func (d *dec) publish(hdr byte, v Version, lastTopic *string) (*Publish, error) {
 	p := &Publish{Dup: hdr&0x08 != 0, QoS: hdr >> 1 & 3, Retain: hdr&0x01 != 0}
-	var err error
-	if p.Topic, err = d.str("topic name"); err != nil {
+	raw, err := d.rawStr("topic name")
+	if err != nil {
 		return nil, err
+	}
+	switch {
+	case lastTopic == nil:
+		p.Topic = string(raw)
+	case string(raw) == *lastTopic: // compiled without a conversion
+		p.Topic = *lastTopic
+	default:
+		p.Topic = string(raw)
+		*lastTopic = p.Topic
 	}
 	if p.QoS > 0 {
 		if p.PacketID, err = d.u16("packet identifier"); err != nil {

@@ -50,6 +50,12 @@ type Reader struct {
 	bigLen int    // its remaining length
 	bigHdr byte   // its first byte
 	bigK   int    // the number of bytes of its remaining length
+
+	// lastTopic is the topic name of the last PUBLISH decoded: a stream
+	// publishing to one topic (the common case) reuses that string instead
+	// of allocating one per packet. Strings are immutable, so sharing it
+	// is safe and, unlike aliasing the body, pins no payload in memory.
+	lastTopic string
 }
 
 // NewReader returns a Reader with a DefaultReadBufferSize buffer that rejects
@@ -141,7 +147,7 @@ func (r *Reader) ReadPacket(v Version) (Packet, error) {
 	}
 	body := r.buf[r.r+n : r.r+total]
 	r.r += total
-	return decodePacket(hdr, body, k, v, false)
+	return decodePacket(hdr, body, k, v, false, &r.lastTopic)
 }
 
 // startBig consumes the header of a packet larger than the buffer and moves
@@ -182,7 +188,7 @@ func (r *Reader) readBig(v Version) (Packet, error) {
 	}
 	body := r.big
 	r.big = nil
-	return decodePacket(r.bigHdr, body, r.bigK, v, true)
+	return decodePacket(r.bigHdr, body, r.bigK, v, true, &r.lastTopic)
 }
 
 // fill reads at least one byte into the buffer, making room first.
@@ -237,7 +243,7 @@ func Decode(b []byte, v Version) (Packet, int, error) {
 	if len(b) < total {
 		return nil, 0, io.ErrUnexpectedEOF
 	}
-	p, err := decodePacket(b[0], b[1+k:total], k, v, false)
+	p, err := decodePacket(b[0], b[1+k:total], k, v, false, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -246,8 +252,9 @@ func Decode(b []byte, v Version) (Packet, int, error) {
 
 // decodePacket decodes a body and applies the 5.0 minimal remaining length
 // rule (k is the number of bytes the remaining length was encoded in).
-func decodePacket(hdr byte, body []byte, k int, v Version, own bool) (Packet, error) {
-	p, err := decodeBody(hdr, body, v, own)
+// lastTopic, if not nil, is the topic cache of decodeBody.
+func decodePacket(hdr byte, body []byte, k int, v Version, own bool, lastTopic *string) (Packet, error) {
+	p, err := decodeBody(hdr, body, v, own, lastTopic)
 	if err != nil {
 		return nil, err
 	}

@@ -260,3 +260,43 @@ func TestNoAliasing(t *testing.T) {
 		t.Errorf("appending to the will payload changed the packet")
 	}
 }
+
+// TestReaderPublishAllocations: a stream of PUBLISH packets to one topic
+// costs the packet and its payload, nothing per field; a change of topic is
+// decoded as the new topic (the reused string is never stale).
+func TestReaderPublishAllocations(t *testing.T) {
+	raw, err := wire.AppendPacket(nil, benchPublish(wire.V311, 64), wire.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := wire.NewReader(&loopReader{b: raw}, 0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := r.ReadPacket(wire.V311); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 2 {
+		t.Fatalf("%.1f allocations per PUBLISH, want at most 2 (packet, payload)", allocs)
+	}
+
+	var stream []byte
+	topics := []string{"a/b", "a/b", "c", "a/b", "c", "c", "d/e/f"}
+	for i, topic := range topics {
+		stream, err = wire.AppendPacket(stream, &wire.Publish{QoS: 1, PacketID: uint16(i + 1),
+			Topic: topic, Payload: []byte(topic)}, wire.V311)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = wire.NewReader(bytes.NewReader(stream), 0)
+	for i, want := range topics {
+		p, err := r.ReadPacket(wire.V311)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := p.(*wire.Publish)
+		if pub.Topic != want || string(pub.Payload) != want || pub.PacketID != uint16(i+1) {
+			t.Fatalf("packet %d: topic %q payload %q id %d, want topic %q", i, pub.Topic, pub.Payload, pub.PacketID, want)
+		}
+	}
+}
