@@ -355,3 +355,32 @@ func TestForEachRetained(t *testing.T) {
 		t.Fatalf("callback error not returned: %v", err)
 	}
 }
+
+// TestReadQueueConsistentWithConcurrentRemoval: a commit that removes a
+// queue's entry and, with the last reference, its shared body while
+// ReadQueue is between reading the entries and reading the bodies (an
+// acknowledgement of another subscriber plus a drop-oldest limit or an
+// expiry of this one) does not make the page fail with a missing body:
+// ReadQueue reads both from one snapshot.
+func TestReadQueueConsistentWithConcurrentRemoval(t *testing.T) {
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	commitWait(t, s, true, evPub("t", "shared", "a", "b")) // m/<id> with two references
+	s.queueReadHook = func() {
+		s.queueReadHook = nil
+		commitWait(t, s, true, evAck("b", 1), evDrop("a", 1)) // the last reference goes: the body is deleted
+	}
+	q, err := s.ReadQueue("a", 0, 100, 0)
+	if err != nil {
+		t.Fatalf("read queue during a concurrent removal: %v", err)
+	}
+	if len(q) != 1 || string(q[0].Msg.Payload) != "shared" {
+		t.Fatalf("read %+v, want the entry as it was when the read began", q)
+	}
+	if q, err := s.ReadQueue("a", 0, 100, 0); err != nil || len(q) != 0 {
+		t.Fatalf("after the removal: %+v, %v; want an empty queue", q, err)
+	}
+	if err := s.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}

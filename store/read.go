@@ -30,7 +30,13 @@ func (s *Store) scan(what string, lower, upper []byte, fn func(key, val []byte) 
 		return err
 	}
 	defer s.exitRead()
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	return s.scanIn(s.db, what, lower, upper, fn)
+}
+
+// scanIn is scan over r (the database or a snapshot of it), for a caller
+// inside enterRead/exitRead.
+func (s *Store) scanIn(r pebble.Reader, what string, lower, upper []byte, fn func(key, val []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return s.readErr(what, err)
 	}
@@ -124,6 +130,13 @@ func (s *Store) LoadSessions() ([]*SessionState, error) {
 // with from <= seq < to, in seq order, each joined with its message body.
 // The scan starts at the queue's known head, so the tombstones of consumed
 // entries below it cost nothing.
+//
+// Entries and bodies are read from one snapshot: a commit between the two
+// (an acknowledgement, a drop-oldest queue limit, an expiry) may remove an
+// entry and, with its last reference, its body; read from the live
+// database, that entry would seem to point at a missing body. From the
+// snapshot the page is a consistent past state: an entry removed since is
+// delivered anyway and its acknowledgement is a no-op.
 func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMessage, error) {
 	qi := s.QueueInfo(client)
 	from = max(from, qi.Head)
@@ -134,9 +147,15 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	if limit <= 0 {
 		limit = math.MaxInt
 	}
+	if err := s.enterRead(); err != nil {
+		return nil, err
+	}
+	defer s.exitRead()
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
 	var out []QueuedMessage
 	errLimit := errors.New("limit")
-	err := s.scan("read queue", queueKey(nil, client, from), queueKey(nil, client, to), func(key, val []byte) error {
+	err := s.scanIn(snap, "read queue", queueKey(nil, client, from), queueKey(nil, client, to), func(key, val []byte) error {
 		_, seq, err := queueKeySeq(key)
 		if err != nil {
 			return err
@@ -154,6 +173,9 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	if err != nil && err != errLimit {
 		return nil, err
 	}
+	if s.queueReadHook != nil {
+		s.queueReadHook()
+	}
 	// Join bodies in a second pass, outside the queue iterator; a body
 	// shared by consecutive entries (one client matched twice) is read once.
 	for i := range out {
@@ -165,7 +187,7 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 			out[i].Msg = out[i-1].Msg
 			continue
 		}
-		m, err := s.message(out[i].Entry.MsgID)
+		m, err := s.messageIn(snap, out[i].Entry.MsgID)
 		if err != nil {
 			return nil, fmt.Errorf("store: queue %q entry %d: %w", client, out[i].Seq, err)
 		}
@@ -174,14 +196,11 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	return out, nil
 }
 
-// message reads body m/<id>.
-func (s *Store) message(id uint64) (*Message, error) {
-	if err := s.enterRead(); err != nil {
-		return nil, err
-	}
-	defer s.exitRead()
+// messageIn reads body m/<id> from r, for a caller inside
+// enterRead/exitRead.
+func (s *Store) messageIn(r pebble.Reader, id uint64) (*Message, error) {
 	key := msgKey(nil, id)
-	val, closer, err := s.db.Get(key)
+	val, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, fmt.Errorf("message %d is missing", id)
 	}

@@ -86,6 +86,10 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// queueReadHook, if set (tests only), runs in ReadQueue between reading
+	// the entries and reading their bodies.
+	queueReadHook func()
+
 	// cmu serializes compaction passes (compact.go) and guards qcursor,
 	// where the last pass stopped in the queue expiry index.
 	cmu     sync.Mutex
