@@ -44,6 +44,8 @@ type Broker struct {
 	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
 	settleMu sync.Mutex // one settle at a time (expiry.go)
 
+	idrops internalDrops // queue-limit losses of internal sessions (internal.go)
+
 	failOnce sync.Once // the store failed (storefail.go)
 	failed   error     // guarded by mu
 }

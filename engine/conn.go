@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-mqtt/cairn/store"
@@ -38,6 +39,7 @@ type conn struct {
 	log *slog.Logger
 
 	version   wire.Version
+	isV5      atomic.Bool // version == V5, readable by Shutdown while CONNECT is handled
 	clientID  string
 	sess      *Session
 	keepAlive time.Duration
@@ -239,7 +241,7 @@ func (c *conn) readFailed(err error) {
 // disconnectWith queues a 5.0 server DISCONNECT with a reason code and
 // string (3.x has none: the connection is just closed).
 func (c *conn) disconnectWith(code wire.ReasonCode, reason string) {
-	if c.version == wire.V5 {
+	if c.isV5.Load() {
 		if !wire.ValidReasonCode(wire.DISCONNECT, code, wire.V5) {
 			code = wire.UnspecifiedError // a decoder code DISCONNECT cannot carry (0x84, say)
 		}

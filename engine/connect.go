@@ -56,6 +56,7 @@ const takeoverWait = 10 * time.Second
 func (c *conn) handleConnect(p *wire.Connect) bool {
 	b := c.b
 	c.version = p.Version
+	c.isV5.Store(p.Version == wire.V5)
 	c.r.SetMaxPacketSize(b.opts.MaxPacketSize)
 	id := p.ClientID
 	assigned := false
@@ -69,6 +70,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	if len(id) > b.opts.MaxClientIDLen || !utf8.ValidString(id) {
 		b.stats.Security.ClientIDRejected.Add(1)
 		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "client id too long or not UTF-8", "len", len(id))
+	}
+	if !c.admitClientID(id) { // prefix reserved for internal sessions (internal.go)
+		return false
 	}
 	if p.Will != nil {
 		if err := wire.ValidateTopicName(p.Will.Topic); err != nil {

@@ -94,11 +94,11 @@ func (c *conn) negotiate(p *wire.Connect, expiry *uint32) (window int, ok bool) 
 		}
 		c.v5.respInfo = pp.RequestResponseInfo != nil && *pp.RequestResponseInfo == 1
 	}
-	if max := f.MaxKeepAlive; max > 0 && (p.KeepAlive == 0 || p.KeepAlive > max) {
+	if max := f.MaxKeepAlive; max > 0 && (p.KeepAlive == 0 || p.KeepAlive > max) && !c.internal() {
 		c.keepAlive = time.Duration(max) * time.Second
 		c.v5.keepAliveSet = true
 	}
-	if max := f.MaxSessionExpiry; max > 0 && *expiry > max {
+	if max := f.MaxSessionExpiry; max > 0 && *expiry > max && !c.internal() {
 		*expiry = max
 		c.v5.expiryCapped = true
 	}

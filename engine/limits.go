@@ -269,7 +269,7 @@ func (c *conn) answerPublish(p *wire.Publish, code wire.ReasonCode, why string) 
 // It returns false if the connection ended meanwhile.
 func (c *conn) throttle() bool {
 	l := &c.b.opts.Limits
-	if l.PublishRate <= 0 {
+	if l.PublishRate <= 0 || c.internal() {
 		return true
 	}
 	r := &c.sec.rate

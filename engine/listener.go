@@ -38,6 +38,8 @@ type Listener struct {
 	// CertUsername, if set, takes the user name from this field of a
 	// verified client certificate; such a client needs no password.
 	CertUsername listen.IdentityField
+
+	internal bool // the in-process connections of DialInternal (internal.go)
 }
 
 // plainListener is how connections handed to ServeConn are served.

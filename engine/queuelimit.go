@@ -64,6 +64,7 @@ func (r *routed) refused() bool { return r.ev != nil && r.ev.QueueFull != "" }
 func (c *conn) refuseQueueFull(p *wire.Publish, r *routed) {
 	b := c.b
 	b.stats.Maint.QueueFullRejected.Add(1)
+	b.countRejected(r.ev.QueueFull) // internal.go
 	if p.QoS == 2 {
 		c.sess.mu.Lock()
 		delete(c.sess.inbound, p.PacketID)
@@ -96,6 +97,7 @@ func (b *Broker) afterLimits(r *routed) {
 		}
 		b.stats.Maint.QueueFullSkipped.Add(1)
 		b.stats.drop(DropQueueLimit, 1)
+		b.countDropped(t.Client, 1) // internal.go
 		b.log.Info("message not queued: the session's queue is full", "client", t.Client, "topic", r.msg.Topic,
 			"qos", t.QoS, "limit_messages", ev.Limit.Count, "limit_bytes", ev.Limit.Bytes)
 	}
@@ -114,6 +116,7 @@ func (b *Broker) afterLimits(r *routed) {
 		}
 		b.stats.Maint.QueueFullDropped.Add(int64(len(seqs)))
 		b.stats.drop(DropQueueLimit, int64(len(seqs)))
+		b.countDropped(client, len(seqs)) // internal.go
 		b.log.Info("queued messages dropped to make room: the session's queue is full", "client", client,
 			"dropped", len(seqs), "oldest_seq", seqs[0], "limit_messages", ev.Limit.Count, "limit_bytes", ev.Limit.Bytes)
 	}

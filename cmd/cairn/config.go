@@ -65,6 +65,29 @@ func loadConfigFile(c *cli.Context, flags []cli.Flag) error {
 	return nil
 }
 
+// bridgesExample ends `cairn config example` (bridgesKey, bridges.go: the
+// file's list of bridges, which has no flag or environment variable): no bridge, and a commented
+// one with every key (README, Bridges).
+const bridgesExample = `
+# Bridges to other brokers (config file only; see the README, Bridges).
+# None by default; each one looks like:
+bridges: []
+#  - name: cloud                      # its queue: the session $bridge/cloud
+#    address: mqtt.example.org:8883
+#    protocol: "5.0"                  # or "3.1.1" (default)
+#    client-id: edge-17               # on the remote (default HOSTNAME.NAME)
+#    username: edge-17
+#    password-file: /etc/cairn/cloud.pass
+#    tls: {ca-file: ca.pem, cert-file: edge.pem, key-file: edge.key}
+#    keepalive: 60s
+#    window: 64                       # QoS 1/2 messages in flight each way
+#    reconnect-min: 1s
+#    reconnect-max: 2m
+#    topics:
+#      - sensors/# out 1 "" edge-17/
+#      - {pattern: cmd/#, direction: in, qos: 2, remote-prefix: edge-17/}
+`
+
 // fileKey is what the file may say about one key.
 type fileKey struct {
 	flag cli.Flag // nil for the keys that are not flags
@@ -75,6 +98,7 @@ type fileKey struct {
 func fileKeys(flags []cli.Flag) map[string]fileKey {
 	keys := map[string]fileKey{
 		ttlFiltersKey: {kind: "map"},
+		bridgesKey:    {kind: "bridges"},
 		"log-level":   {kind: "log-level"},
 		"log-format":  {kind: "log-format"},
 	}
@@ -215,6 +239,11 @@ func fileValue(kind string, v *yaml.Node) (interface{}, error) {
 			return nil, nil // read by ttlRulesFromFile, which checks its entries
 		}
 		return nil, fmt.Errorf("must be a map of topic filter to TTL (e.g. \"sensors/#\": 1h), not %s", describe(v))
+	case "bridges":
+		if v.Kind == yaml.SequenceNode || null {
+			return nil, nil // read by loadBridges (bridges.go), which checks each bridge's keys
+		}
+		return nil, fmt.Errorf("must be a list of bridges (see the README), not %s", describe(v))
 	case "log-level":
 		var l slog.Level
 		if scalar && l.UnmarshalText([]byte(v.Value)) == nil {
@@ -437,6 +466,7 @@ func writeConfigExample(w io.Writer, global, serve []cli.Flag) error {
 		}
 		b.WriteString(s.name + ": " + s.value + "\n")
 	}
+	b.WriteString(bridgesExample)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

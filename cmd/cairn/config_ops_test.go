@@ -323,3 +323,32 @@ func TestConfigFileErrorsAllSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigExampleBridges: the file checker knows the bridges key (a
+// list; anything else names it), and the example's commented bridge,
+// uncommented, is a valid one.
+func TestConfigExampleBridges(t *testing.T) {
+	if _, err := runServeConfig(t, "--config", writeConfig(t, "bridges: 5\n")); err == nil || !strings.Contains(err.Error(), "bridges") {
+		t.Fatalf("bridges: 5: %v", err)
+	}
+	i := strings.Index(bridgesExample, "bridges: []\n")
+	if i < 0 {
+		t.Fatal("the example has no bridges key")
+	}
+	var body strings.Builder
+	body.WriteString("bridges:\n")
+	for _, l := range strings.Split(bridgesExample[i+len("bridges: []\n"):], "\n") {
+		l = strings.TrimPrefix(l, "#")
+		if strings.Contains(l, "password-file") || strings.Contains(l, "tls:") {
+			continue // name files this test does not have
+		}
+		body.WriteString(l + "\n")
+	}
+	cfg, err := runServeConfig(t, "--config", writeConfig(t, body.String()))
+	if err != nil {
+		t.Fatalf("the example bridge is not valid: %v\n%s", err, body.String())
+	}
+	if len(cfg.Bridges) != 1 || cfg.Bridges[0].Name != "cloud" {
+		t.Fatalf("bridges %+v", cfg.Bridges)
+	}
+}

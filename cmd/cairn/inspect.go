@@ -65,6 +65,7 @@ func inspectCommand() *cli.Command {
 				&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing new events (needs --admin)"},
 			), Action: inspectEvents},
 			{Name: "stats", Usage: "counts and bytes per key space, Pebble metrics", Flags: common(), Action: inspectStats},
+			inspectBridgesCommand(), // bridges.go
 		},
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/engine/bridge"
 	"github.com/cairn-mqtt/cairn/engine/metrics"
 	"github.com/cairn-mqtt/cairn/recovery"
 	"github.com/cairn-mqtt/cairn/store"
@@ -64,7 +65,8 @@ type serveConfig struct {
 	Sec          securityConfig
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
-	Ops             opsConfig // WebSocket, $SYS (ops.go)
+	Ops             opsConfig       // WebSocket, $SYS (ops.go)
+	Bridges         []bridge.Config // bridges.go
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
@@ -105,6 +107,12 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	}
 	if cfg.Engine.Maint, cfg.CompactInterval, err = loadMaint(c); err != nil { // compact.go
 		return cfg, err
+	}
+	if cfg.Bridges, err = loadBridges(c); err != nil { // bridges.go
+		return cfg, err
+	}
+	if len(cfg.Bridges) == 0 {
+		cfg.Bridges = nil // "bridges: []" (cairn config example) is no bridge, like no key
 	}
 	if err := loadSecurityConfig(c, &cfg.Sec, &cfg.Engine); err != nil { // security.go
 		return cfg, err
@@ -168,6 +176,11 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
+	bridges, err := startBridges(b, cfg.Bridges, adm, log) // bridges.go
+	if err != nil {
+		return err
+	}
+	defer bridges.Stop()
 	logAuth(log, &cfg.Sec, policy)
 	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
 	served := make(chan error, 4)
@@ -206,6 +219,7 @@ func serve(c *cli.Context) error {
 	defer cancel()
 	stopCompaction()
 	stopSys()
+	bridges.Stop() // before the broker: their sessions close with a DISCONNECT
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)
 	}
