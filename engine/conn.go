@@ -38,7 +38,11 @@ type conn struct {
 	r   *wire.Reader
 	log *slog.Logger
 
-	version   wire.Version
+	version wire.Version
+	// bridge: the CONNECT had the bridge bit in its 3.x protocol level
+	// (wire.Connect.Bridge); its subscriptions are No Local and Retain As
+	// Published, so a two-way bridge gets no echo of its own messages.
+	bridge    bool
 	isV5      atomic.Bool // version == V5, readable by Shutdown while CONNECT is handled
 	clientID  string
 	sess      *Session

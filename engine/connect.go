@@ -56,6 +56,7 @@ const takeoverWait = 10 * time.Second
 func (c *conn) handleConnect(p *wire.Connect) bool {
 	b := c.b
 	c.version = p.Version
+	c.bridge = p.Bridge
 	c.isV5.Store(p.Version == wire.V5)
 	c.r.SetMaxPacketSize(b.opts.MaxPacketSize)
 	id := p.ClientID

@@ -281,3 +281,35 @@ func TestSubscribeCapabilityRefusals(t *testing.T) {
 	r.Send(&wire.Subscribe{PacketID: 2, Props: &wire.Properties{SubscriptionIDs: []uint32{1}}, Subscriptions: []wire.Subscription{sub5("u", 1)}})
 	r.expectDisconnect(t, wire.SubIDsNotSupported)
 }
+
+// A 3.1.1 client connecting with the bridge bit in its protocol level
+// (0x84, mosquitto's bridges) gets its subscriptions as No Local and Retain
+// As Published: a two-way bridge sees no echo of what it published and
+// keeps the retain flag of live messages. A plain 3.1.1 client gets both.
+func TestBridgeProtocolLevel(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, engine.Options{})
+	bridge := dialRaw(t, tb.addr)
+	if ack := bridge.Connect(t, &wire.Connect{Version: wire.V311, Bridge: true, CleanStart: true, ClientID: "br-edge"}); ack.ReasonCode != 0 {
+		t.Fatalf("bridge CONNECT refused: 0x%02X", byte(ack.ReasonCode))
+	}
+	bridge.subscribe(t, 1, "br/#", 1)
+	plain := dialRaw(t, tb.addr)
+	plain.connect(t, "br-plain", true, 0, nil)
+	plain.subscribe(t, 1, "br/#", 1)
+
+	bridge.Send(&wire.Publish{QoS: 1, PacketID: 2, Retain: true, Topic: "br/up", Payload: []byte("from-bridge")})
+	bridge.expectAck(t, wire.PUBACK, 2)
+	if p := plain.expectPublish(t, 5*time.Second); string(p.Payload) != "from-bridge" || p.Retain {
+		t.Fatalf("plain subscriber got %q retain=%v, want from-bridge without RETAIN", p.Payload, p.Retain)
+	}
+	plain.Send(&wire.Publish{QoS: 1, PacketID: 3, Retain: true, Topic: "br/down", Payload: []byte("from-plain")})
+	plain.expectAck(t, wire.PUBACK, 3)
+	if p := bridge.expectPublish(t, 5*time.Second); string(p.Payload) != "from-plain" || !p.Retain {
+		t.Fatalf("bridge got %q retain=%v, want from-plain with RETAIN as published (and never its own message)", p.Payload, p.Retain)
+	}
+	if p := plain.expectPublish(t, 5*time.Second); string(p.Payload) != "from-plain" {
+		t.Fatalf("plain subscriber got %q, want its own from-plain (no No Local for plain clients)", p.Payload)
+	}
+	bridge.expectSilence(t, 200*time.Millisecond)
+}

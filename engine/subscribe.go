@@ -55,6 +55,9 @@ func (c *conn) onSubscribe(p *wire.Subscribe) {
 			c.protocolError(wire.ProtocolError, "no local on a shared subscription")
 			return
 		}
+		if c.bridge {
+			sub.NoLocal, sub.RetainAsPublished = true, true
+		}
 		qos := min(sub.QoS, f.maxQoS())
 		ts := topics.Sub{QoS: qos, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
 		codes[i] = wire.ReasonCode(qos)

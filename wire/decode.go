@@ -119,6 +119,9 @@ func (d *dec) connect() (*Connect, error) {
 		return nil, err
 	}
 	c := &Connect{Version: Version(level)}
+	if level&0x80 != 0 && (level&^0x80 == byte(V31) || level&^0x80 == byte(V311)) {
+		c.Version, c.Bridge = Version(level&^0x80), true
+	}
 	switch {
 	case string(name) == "MQIsdp" && c.Version == V31:
 		c.ProtocolName = "MQIsdp"

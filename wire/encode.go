@@ -194,7 +194,11 @@ func (c *Connect) appendBody(dst []byte, v Version) []byte {
 	if w := c.Will; w != nil {
 		flags |= 1<<2 | w.QoS<<3 | b2u(w.Retain)<<5
 	}
-	dst = append(dst, byte(v), flags)
+	level := byte(v)
+	if c.Bridge {
+		level |= 0x80
+	}
+	dst = append(dst, level, flags)
 	dst = appendU16(dst, c.KeepAlive)
 	if v == V5 {
 		dst = appendProps(dst, c.Props)

@@ -67,10 +67,16 @@ type Packet interface {
 type Connect struct {
 	ProtocolName string
 	Version      Version
-	CleanStart   bool // "clean session" in 3.x
-	KeepAlive    uint16
-	ClientID     string
-	Props        *Properties // 5.0 only; nil when absent
+	// Bridge is the high bit of a 3.1 / 3.1.1 protocol level (0x83, 0x84):
+	// the client is another broker's bridge (mosquitto's convention, not
+	// in the specification), which asks not to get its own publications
+	// back and to see the retain flag as published. Never set for 5.0,
+	// whose bridges use the No Local and Retain As Published options.
+	Bridge     bool
+	CleanStart bool // "clean session" in 3.x
+	KeepAlive  uint16
+	ClientID   string
+	Props      *Properties // 5.0 only; nil when absent
 
 	Will *Will // nil when the will flag is 0
 

@@ -300,3 +300,39 @@ func TestReaderPublishAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectBridgeFlag: the high bit of a 3.x protocol level (mosquitto's
+// bridge convention, 0x83 / 0x84) decodes as Bridge with the level without
+// it, encodes back to the same bytes, and is refused for 5.0 (0x85).
+func TestConnectBridgeFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		level byte
+		want  wire.Version
+	}{{"MQTT", 0x84, wire.V311}, {"MQIsdp", 0x83, wire.V31}} {
+		raw := []byte{0x10, 0, 0, byte(len(tc.name))}
+		raw = append(raw, tc.name...)
+		raw = append(raw, tc.level, 0x02, 0, 60, 0, 2, 'b', '1')
+		raw[1] = byte(len(raw) - 2)
+		p, n, err := wire.Decode(raw, 0)
+		if err != nil || n != len(raw) {
+			t.Fatalf("level 0x%02X: %v", tc.level, err)
+		}
+		c := p.(*wire.Connect)
+		if !c.Bridge || c.Version != tc.want || c.ClientID != "b1" {
+			t.Fatalf("level 0x%02X: decoded %+v, want a bridge CONNECT of %v", tc.level, c, tc.want)
+		}
+		out, err := wire.AppendPacket(nil, c, c.Version)
+		if err != nil || !bytes.Equal(out, raw) {
+			t.Fatalf("level 0x%02X: re-encoded % X (%v), want % X", tc.level, out, err, raw)
+		}
+	}
+	raw := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 0x85, 0x02, 0, 60, 0, 0, 0}
+	_, _, err := wire.Decode(raw, 0)
+	if we := wire.AsError(err); we == nil || we.Code != wire.UnsupportedProtocolVersion {
+		t.Fatalf("level 0x85: %v, want UnsupportedProtocolVersion", err)
+	}
+	if _, err := wire.AppendPacket(nil, &wire.Connect{Version: wire.V5, Bridge: true, ClientID: "x"}, wire.V5); err == nil {
+		t.Fatal("a 5.0 CONNECT with the bridge flag was encoded")
+	}
+}

@@ -135,6 +135,9 @@ func (c *Connect) validate(v Version) error {
 	default:
 		return &Error{Code: UnsupportedProtocolVersion, Packet: CONNECT, Msg: "unsupported protocol level " + v.String()}
 	}
+	if c.Bridge && v == V5 {
+		return &Error{Code: UnsupportedProtocolVersion, Packet: CONNECT, Msg: "the bridge flag of the protocol level is not defined for 5.0"}
+	}
 	if c.ProtocolName != "" && c.ProtocolName != name {
 		return &Error{Code: UnsupportedProtocolVersion, Packet: CONNECT,
 			Msg: "protocol name " + c.ProtocolName + " with level " + v.String()}

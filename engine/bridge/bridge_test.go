@@ -108,10 +108,9 @@ func TestInboundRulesDeliverLocally(t *testing.T) {
 			checkInOrder(t, got, n, false) // QoS 2: exactly once
 			pub.c.Send(&wire.Publish{QoS: 1, PacketID: 9999, Retain: true, Topic: "cfg/rate", Payload: []byte("5")})
 			got = sub.collect(1, 5*time.Second)
-			// A 3.1.1 remote that is not told it serves a bridge (Cairn
-			// is not) clears RETAIN on live deliveries (MQTT-3.3.1-9).
-			wantRetain := v == wire.V5
-			if len(got) != 1 || got[0].Topic != "site/cfg/rate" || got[0].QoS != 1 || got[0].Retain != wantRetain {
+			// RETAIN survives the live forward: Retain As Published on a
+			// 5.0 remote, the bridge flag (level 0x84) on a 3.1.1 one.
+			if len(got) != 1 || got[0].Topic != "site/cfg/rate" || got[0].QoS != 1 || !got[0].Retain {
 				for _, p := range got {
 					t.Logf("got %q QoS %d retain %v", p.Topic, p.QoS, p.Retain)
 				}
@@ -129,8 +128,16 @@ func TestInboundRulesDeliverLocally(t *testing.T) {
 // back to the local subscriber; a remote publish likewise. (5.0 remote:
 // No Local on both sides.)
 func TestBothRulesDoNotLoop(t *testing.T) {
+	// 5.0: No Local on both sides; 3.1.1: the remote Cairn honours the
+	// bridge flag of protocol level 0x84.
+	for _, v := range []wire.Version{wire.V5, wire.V311} {
+		t.Run(v.String(), func(t *testing.T) { bothRulesDoNotLoop(t, v) })
+	}
+}
+
+func bothRulesDoNotLoop(t *testing.T, v wire.Version) {
 	remote := newNode(t, "")
-	cfg := fastRetry(bridge.Config{Name: "sync", Address: remote.addr, Protocol: wire.V5,
+	cfg := fastRetry(bridge.Config{Name: "sync", Address: remote.addr, Protocol: v,
 		Rules: rules(t, `shared/# both 1`)})
 	local := newNode(t, "", cfg)
 	if !waitFor(10*time.Second, func() bool {

@@ -31,14 +31,12 @@ import (
 )
 
 const (
-	dialTimeout       = 10 * time.Second
-	handshakeTimeout  = 10 * time.Second
-	remoteWriteLimit  = 30 * time.Second
-	localWriteLimit   = 30 * time.Second
-	neverExpires      = 0xFFFFFFFF
-	defaultRecvMax    = 65535
-	bridgeLevelFlag   = 0x80 // protocol level 0x84: "this client is a bridge" (mosquitto)
-	protocolLevelByte = 6    // offset of the level after the fixed header: length-prefixed "MQTT"
+	dialTimeout      = 10 * time.Second
+	handshakeTimeout = 10 * time.Second
+	remoteWriteLimit = 30 * time.Second
+	localWriteLimit  = 30 * time.Second
+	neverExpires     = 0xFFFFFFFF
+	defaultRecvMax   = 65535
 )
 
 // caps are what one side accepts, from its CONNACK.
@@ -178,12 +176,9 @@ func (b *Bridge) dialRemoteOnce(ctx context.Context, private bool) (*mconn, caps
 			c.Props.MaximumPacketSize = &lim
 		}
 	}
-	var patch func([]byte)
-	if private {
-		patch = setBridgeLevel
-	}
+	c.Bridge = private // protocol level 0x84
 	m := newMconn("remote", nc, cfg.Protocol, 0, remoteWriteLimit)
-	ack, err := m.handshake(c, handshakeTimeout, patch)
+	ack, err := m.handshake(c, handshakeTimeout)
 	if err != nil {
 		m.fail(err)
 		if ctx.Err() != nil {
@@ -203,19 +198,6 @@ func (b *Bridge) dialRemoteOnce(ctx context.Context, private bool) (*mconn, caps
 
 func isEOF(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
-}
-
-// setBridgeLevel turns an encoded 3.1.1 CONNECT into a bridge's (level
-// 0x84). The wire encoder knows only the standard levels.
-func setBridgeLevel(buf []byte) {
-	i := 1
-	for i < len(buf) && buf[i]&0x80 != 0 {
-		i++
-	}
-	i++ // past the last byte of the remaining length
-	if at := i + protocolLevelByte; at < len(buf) {
-		buf[at] |= bridgeLevelFlag
-	}
 }
 
 // dialLocal connects the bridge's internal session. recvMax and maxPacket
@@ -239,7 +221,7 @@ func (b *Bridge) dialLocal(recvMax int, maxPacket uint32) (*mconn, caps, error) 
 		c.Props.MaximumPacketSize = &lim
 	}
 	m := newMconn("local", nc, wire.V5, 0, localWriteLimit)
-	ack, err := m.handshake(c, handshakeTimeout, nil)
+	ack, err := m.handshake(c, handshakeTimeout)
 	if err != nil {
 		m.fail(err)
 		return nil, caps{}, err

@@ -69,13 +69,10 @@ func newMconn(name string, nc net.Conn, v wire.Version, maxPacket uint32, writeT
 // handshake writes c and reads the CONNACK, both within timeout, and then
 // starts the writer. A refused CONNACK is returned with a nil error: the
 // caller judges the code.
-func (m *mconn) handshake(c *wire.Connect, timeout time.Duration, patch func([]byte)) (*wire.Connack, error) {
+func (m *mconn) handshake(c *wire.Connect, timeout time.Duration) (*wire.Connack, error) {
 	buf, err := wire.AppendPacket(nil, c, m.v)
 	if err != nil {
 		return nil, fmt.Errorf("%s: encoding CONNECT: %w", m.name, err)
-	}
-	if patch != nil {
-		patch(buf)
 	}
 	deadline := time.Now().Add(timeout)
 	_ = m.nc.SetDeadline(deadline)
