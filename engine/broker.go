@@ -40,6 +40,7 @@ type Broker struct {
 	stats    Stats
 	sec      brokerSecurity
 
+	sys      sysState   // $SYS publisher (sys.go)
 	deadl    *deadlines // offline sessions' expiry and will times (expiry.go)
 	settleMu sync.Mutex // one settle at a time (expiry.go)
 
@@ -62,9 +63,10 @@ type Stats struct {
 	StoreFullRefusals atomic.Int64 // work refused: free space below the store's reserve (storefull.go)
 	SessionsTakenOver atomic.Int64
 	SessionsExpired   atomic.Int64
-	PublisherPauses   atomic.Int64 // readers paused for a subscriber to catch up (backpressure.go)
-	Maint             MaintStats   // compaction task and queue limits (compact.go)
-	Security          SecurityStats
+	PublisherPauses   atomic.Int64  // readers paused for a subscriber to catch up (backpressure.go)
+	Maint             MaintStats    // compaction task and queue limits (compact.go)
+	Security          SecurityStats // logins, limits, ACL refusals (limits.go)
+	Traffic           TrafficStats  // bytes, packets, drops by reason (counters.go)
 }
 
 // ErrClosed is returned by Serve after Shutdown.

@@ -282,7 +282,7 @@ func (b *Broker) forgetExpiredRetained(topics []string, now int64) {
 // noteQueueExpired counts and logs the queued messages the task expired.
 func (b *Broker) noteQueueExpired(refs []store.QueueRef) {
 	b.stats.Maint.QueuedExpired.Add(int64(len(refs)))
-	b.stats.MessagesDropped.Add(int64(len(refs)))
+	b.stats.drop(DropExpired, int64(len(refs)))
 	per := make(map[string]int)
 	for _, r := range refs {
 		per[r.Client]++

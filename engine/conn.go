@@ -53,6 +53,7 @@ type conn struct {
 	// committed (batch.go).
 	batch commitBatch
 	sec   connSecurity // listener, user, limits (limits.go, authz.go)
+	tally tally        // bytes and packets counted (counters.go)
 
 	wmu     sync.Mutex
 	ctl     []ctlItem // packets queued for the writer (acks, SUBACK, ...)
@@ -76,7 +77,6 @@ func newConn(b *Broker, nc net.Conn) *conn {
 	c := &conn{
 		b:        b,
 		nc:       nc,
-		r:        wire.NewReader(nc, b.opts.MaxPacketSize),
 		log:      connLogger(b.log, nc.RemoteAddr()), // connlog.go
 		pl:       newPipeline(b.opts.MaxPipeline, b.opts.Limits.MaxInboundBytes),
 		done:     make(chan struct{}),
@@ -84,6 +84,8 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		idle:     idleState{quiet: true}, // after CONNECT, most clients wait
 	}
 	c.pl.onWait = c.flushBatch // never wait for room holding a batch (batch.go)
+	c.tally.init(nc, &b.stats.Traffic, b.opts.Observer != nil)
+	c.r = wire.NewReader(&c.tally, b.opts.MaxPacketSize)
 	return c
 }
 
@@ -96,6 +98,7 @@ func newConn(b *Broker, nc net.Conn) *conn {
 func (c *conn) run() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
 	if !c.handshake() || !c.connect() {
+		c.tally.flushRx()
 		c.nc.Close()
 		close(c.finished)
 		c.b.forgetConn(c)
@@ -115,6 +118,7 @@ func (c *conn) connect() bool {
 		c.refuseBadConnect(err)
 		return false
 	}
+	c.tally.received(pkt.Type())
 	cp, ok := pkt.(*wire.Connect)
 	if !ok {
 		c.b.stats.ProtocolErrors.Add(1)
@@ -128,6 +132,7 @@ func (c *conn) connect() bool {
 func (c *conn) serve() {
 	defer c.b.forgetConn(c)
 	defer close(c.finished)
+	defer c.tally.flushRx()
 	c.readLoop()
 	c.teardown()
 }
@@ -165,7 +170,9 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 		return
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, _ = c.nc.Write(buf)
+	n, _ := c.nc.Write(buf)
+	c.tally.sending(p.Type())
+	c.tally.wrote(n)
 }
 
 // readLoop reads packets until the connection ends.
@@ -201,6 +208,7 @@ func (c *conn) readLoop() {
 			c.readFailed(err)
 			return
 		}
+		c.tally.received(pkt.Type())
 		if !batched(pkt) {
 			c.flushBatch() // commits stay in arrival order (batch.go)
 		}

@@ -79,6 +79,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 		if err := wire.ValidateTopicName(p.Will.Topic); err != nil {
 			return c.refuse(wire.ConnRefusedServerUnavailable, wire.TopicNameInvalid, "invalid will topic", "err", err)
 		}
+		if isSysTopic(p.Will.Topic) {
+			return c.refuse(wire.ConnRefusedNotAuthorized, wire.NotAuthorized, "will topic under $SYS/ (the broker's)", "topic", p.Will.Topic)
+		}
 	}
 	c.clientID = id
 	c.log = c.log.With("client", id)
@@ -187,7 +190,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	s.conn = c
 	s.mu.Unlock()
 	c.sess = s
-	b.stats.Connected.Add(1)
+	b.stats.connected()
 
 	ack := &wire.Connack{SessionPresent: present && p.Version != wire.V31}
 	if p.Version == wire.V5 {

@@ -30,8 +30,13 @@
 // SUBSCRIBE, deliveries, wills; reload) and limits.go (every per-client
 // limit and its answer, and the counters).
 //
+// What operators watch: $SYS topics (sys.go: in-memory retained values,
+// never stored), the traffic counters and latency observer (counters.go)
+// and the broker's sizes (gauges.go).
+//
 // Subpackages: topics (subscription trie, retained index), session
 // (outbound window and packet identifiers), auth (password and ACL files,
-// failed-login limiter, Policy) and listen (TLS configuration, connection
-// limiter).
+// failed-login limiter, Policy), listen (TLS configuration, connection
+// limiter, WebSocket transport), metrics (the Prometheus registry) and
+// admin (the admin HTTP endpoint).
 package engine

@@ -44,6 +44,8 @@ type Options struct {
 	// method name (enhauth.go). A CONNECT naming another method is refused
 	// with CONNACK 0x8C.
 	EnhancedAuth map[string]EnhancedAuth
+	// Observer, if set, receives latency measurements (counters.go).
+	Observer Observer
 	// Maint configures retained TTLs, per-session queue limits and the
 	// compaction task (compact.go).
 	Maint MaintOptions

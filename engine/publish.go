@@ -115,6 +115,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if ok, keep := c.admitSecurity(p); !ok { // rate, topic limits, ACL (limits.go)
 		return keep
 	}
+	if isSysTopic(p.Topic) {
+		return c.refuseSysPublish(p) // $SYS/ is the broker's (sys.go)
+	}
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inbound[p.PacketID]
@@ -160,6 +163,7 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.ev.InboundPID = p.PacketID
 	}
 	durable := p.QoS > 0 && len(evs) > 0
+	readAt := c.tally.readAt // for the ack latency (counters.go)
 	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
 		if isNoSpace(err) {
 			c.refuseNoSpace(p) // free space below the reserve (storefull.go)
@@ -175,6 +179,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		}
 		if msg.Retain {
 			b.setRetained(msg)
+		}
+		if p.QoS > 0 {
+			b.observeAck(readAt)
 		}
 		// The acknowledgement is queued before the deliveries, so that a
 		// client subscribed to its own topic gets its PUBACK / PUBREC
@@ -301,6 +308,6 @@ func (c *conn) onPubrecRefusal(p *wire.Ack) {
 		c.stageOne(&store.Event{Kind: store.EvDropped, Time: c.b.now().UnixNano(), Client: s.id, QSeq: d.Seq,
 			Reason: fmt.Sprintf("refused by the client with PUBREC 0x%02X", byte(p.ReasonCode))}, false, nil)
 	}
-	c.b.stats.MessagesDropped.Add(1)
+	c.b.stats.drop(DropRefused, 1)
 	c.wake()
 }

@@ -96,7 +96,7 @@ func (b *Broker) afterLimits(r *routed) {
 			continue
 		}
 		b.stats.Maint.QueueFullSkipped.Add(1)
-		b.stats.MessagesDropped.Add(1)
+		b.stats.drop(DropQueueLimit, 1)
 		b.countDropped(t.Client, 1) // internal.go
 		b.log.Info("message not queued: the session's queue is full", "client", t.Client, "topic", r.msg.Topic,
 			"qos", t.QoS, "limit_messages", ev.Limit.Count, "limit_bytes", ev.Limit.Bytes)
@@ -115,8 +115,8 @@ func (b *Broker) afterLimits(r *routed) {
 			s.mu.Unlock()
 		}
 		b.stats.Maint.QueueFullDropped.Add(int64(len(seqs)))
+		b.stats.drop(DropQueueLimit, int64(len(seqs)))
 		b.countDropped(client, len(seqs)) // internal.go
-		b.stats.MessagesDropped.Add(int64(len(seqs)))
 		b.log.Info("queued messages dropped to make room: the session's queue is full", "client", client,
 			"dropped", len(seqs), "oldest_seq", seqs[0], "limit_messages", ev.Limit.Count, "limit_bytes", ev.Limit.Bytes)
 	}

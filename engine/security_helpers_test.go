@@ -302,6 +302,32 @@ func dialTLS(t testing.TB, addr string, cfg *tls.Config, v wire.Version) (*rawCo
 	return newRawOver(t, nc, v), nil
 }
 
+// tlsRefused reports whether the TLS listener at addr refuses a client
+// with cfg. The handshake alone does not tell under TLS 1.3 (the server
+// checks the client's certificate after the client has finished), so the
+// client sends a CONNECT: a refused one reads the alert, an accepted one
+// its CONNACK. This waits for the answer rather than a fixed time, which a
+// loaded machine could exceed.
+func tlsRefused(t testing.TB, addr string, cfg *tls.Config) bool {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	nc, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		return true
+	}
+	defer nc.Close()
+	b, err := wire.AppendPacket(nil, &wire.Connect{Version: wire.V311, ClientID: "tls-probe", CleanStart: true}, wire.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write(b); err != nil {
+		return true
+	}
+	n, err := nc.Read(make([]byte, 1))
+	return n == 0 && err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
 // newRawOver wraps an established connection (TLS, say) as a raw client.
 func newRawOver(t testing.TB, nc net.Conn, v wire.Version) *rawConn {
 	return &rawConn{Conn: wiretest.NewConn(t, nc, v), v: v}

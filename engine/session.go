@@ -69,7 +69,7 @@ func (b *Broker) deliver(s *Session, d session.Delivery, from *conn) {
 		from.noteCrowded(s) // its reader pauses (backpressure.go)
 	}
 	if !ok {
-		b.stats.MessagesDropped.Add(1)
+		b.stats.drop(DropQueueFull, 1)
 		b.stats.Security.QueueFull.Add(1)
 		b.log.Debug("delivery dropped: client queue full", "client", s.id, "topic", d.Msg.Topic, "qos", d.QoS)
 		return

@@ -138,7 +138,8 @@ func (c *conn) stopWriter() {
 
 func (c *conn) write(buf []byte, timeout time.Duration) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-	_, err := c.nc.Write(buf)
+	n, err := c.nc.Write(buf)
+	c.tally.wrote(n)
 	return err
 }
 
@@ -163,6 +164,8 @@ func (c *conn) fill(buf []byte, spare []ctlItem, deliveries bool) (_ []byte, _ [
 		var err error
 		if buf, err = wire.AppendPacket(buf, p, c.version); err != nil {
 			c.log.Error("cannot encode packet; dropped", "packet", p.Type(), "err", err)
+		} else {
+			c.tally.sending(p.Type())
 		}
 	}
 	spare = ctl
@@ -211,6 +214,7 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 			c.log.Error("cannot encode PUBREL", "err", err)
 			return buf
 		}
+		c.tally.sending(wire.PUBREL)
 		return out
 	}
 	d := act.Delivery
@@ -246,6 +250,7 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 	if alias >= 0 {
 		c.recordAlias(alias, d.Msg.Topic)
 	}
+	c.tally.sending(wire.PUBLISH)
 	if d.QoS == 0 {
 		c.b.stats.MessagesSent.Add(1)
 	}
@@ -258,7 +263,7 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 func (c *conn) dropDelivery(act session.Action, why string) {
 	b := c.b
 	s := c.sess
-	b.stats.MessagesDropped.Add(1)
+	b.stats.drop(dropReasonOf(why), 1)
 	c.log.Info("delivery dropped", "topic", act.Delivery.Msg.Topic, "qos", act.Delivery.QoS, "reason", why)
 	if act.PacketID == 0 {
 		return
@@ -269,4 +274,15 @@ func (c *conn) dropDelivery(act session.Action, why string) {
 	if s.persistent {
 		b.commit([]*store.Event{{Kind: store.EvDropped, Time: b.now().UnixNano(), Client: s.id, QSeq: act.Delivery.Seq, Reason: why}}, false, nil)
 	}
+}
+
+// dropReasonOf maps dropDelivery's reasons to their counter.
+func dropReasonOf(why string) DropReason {
+	switch why {
+	case "message expired":
+		return DropExpired
+	case "larger than the client's maximum packet size":
+		return DropTooLarge
+	}
+	return DropUnencodable
 }

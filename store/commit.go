@@ -100,6 +100,9 @@ type pipeline struct {
 	syncs    atomic.Uint64
 	syncNano atomic.Int64
 	syncHist syncHist // syncstats.go
+	// nCommits counts the non-empty commits enqueued, syncedCommits those
+	// already reported as covered by an fsync (observe.go); both under mu.
+	nCommits, syncedCommits uint64
 }
 
 func (p *pipeline) start(s *Store) {
@@ -257,8 +260,12 @@ func (p *pipeline) enqueue(seq uint64, durable bool, done func(error), events in
 	if events > 0 {
 		p.commits.Add(1)
 		p.events.Add(uint64(events))
+		p.observeCommit(events)
 	}
 	p.mu.Lock()
+	if events > 0 {
+		p.nCommits++
+	}
 	p.committed = seq
 	if durable && seq > p.durable {
 		p.durable = seq
@@ -289,7 +296,7 @@ func (p *pipeline) syncLoop() {
 			p.syncCond.Wait()
 			continue
 		}
-		target := p.committed
+		target, covers := p.committed, p.nCommits
 		p.mu.Unlock()
 		start := time.Now()
 		err := p.syncWAL()
@@ -302,6 +309,7 @@ func (p *pipeline) syncLoop() {
 			continue
 		}
 		p.syncs.Add(1)
+		p.observeSync(took, covers)
 		if target > p.synced {
 			p.synced = target
 		}

@@ -25,6 +25,9 @@ type Options struct {
 	ReadOnly bool
 	// Now is the clock for retained-message expiry checks; nil means time.Now.
 	Now func() time.Time
+	// Observer, if set, receives commit batch sizes and fsync latencies
+	// (observe.go).
+	Observer CommitObserver
 
 	// MinFreeSpace is the free-space reserve of the store's volume, bytes:
 	// below it, commits that would grow the store are refused with

@@ -296,7 +296,7 @@ func benchTarget(c *cli.Context, side string) (bench.Target, error) {
 		if err != nil {
 			return t, err
 		}
-		t.Launcher = bench.NewProcLauncher(shellQuote(exe) + " --log-level warn serve --listen {addr} --data {dir} --admin 127.0.0.1:0")
+		t.Launcher = bench.NewProcLauncher(shellQuote(exe) + " --log-level warn serve --listen {addr} --data {dir} --admin 127.0.0.1:0 --listen-ws ''")
 		if t.Name == "" {
 			t.Name = "cairn"
 		}

@@ -37,11 +37,11 @@ const mosqWait = 20 // seconds: mosquitto_sub -W, a bound on every subscriber ru
 func TestMosquittoClientsInterop(t *testing.T) {
 	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not found in PATH (install the Debian package mosquitto-clients; .ci/run does): %v", tool, err)
+			missingTool(t, "%s not found in PATH (install the Debian package mosquitto-clients; .ci/run does): %v", tool, err)
 		}
 	}
 	if _, err := exec.LookPath("stdbuf"); err != nil {
-		t.Skipf("stdbuf (GNU coreutils) not found in PATH; it is needed to see mosquitto_sub's SUBACK line: %v", err)
+		missingTool(t, "stdbuf (GNU coreutils) not found in PATH; it is needed to see mosquitto_sub's SUBACK line: %v", err)
 	}
 	b := startBroker(t)
 
@@ -87,6 +87,41 @@ func TestMosquittoClientsInterop(t *testing.T) {
 			checkMosq(t, sub.wait(t), topic, payloads, 1, false)
 		})
 	}
+
+	// $SYS: the broker's values are retained; mosquitto_sub gets them at
+	// once, and "#" does not match them.
+	t.Run("sys", func(t *testing.T) {
+		sub := startMosquittoSub(t, b.addr, "-V", "mqttv311", "-t", "$SYS/broker/version", "-t", "$SYS/broker/clients/connected", "-C", "2")
+		got := sub.wait(t)
+		seen := map[string]mosqMsg{}
+		for _, m := range got {
+			seen[m.topic] = m
+		}
+		if v := seen["$SYS/broker/version"]; !v.retain || !strings.HasPrefix(v.payload, "cairn ") {
+			t.Errorf("$SYS/broker/version: %+v, want a retained \"cairn VERSION\"", v)
+		}
+		if c := seen["$SYS/broker/clients/connected"]; !c.retain {
+			t.Errorf("$SYS/broker/clients/connected: %+v, want it retained", c)
+		}
+		// "#" gets a retained message but no $SYS topic.
+		mosquittoPub(t, b.addr, "-V", "mqttv311", "-q", "1", "-r", "-t", "interop/sys-control", "-m", "visible to #")
+		all := startMosquittoSub(t, b.addr, "-V", "mqttv5", "-t", "#", "-W", "2") // -W ends it after 2 s
+		select {
+		case <-all.exited:
+		case <-time.After(10 * time.Second):
+			t.Fatal("mosquitto_sub -W 2 did not exit")
+		}
+		all.mu.Lock()
+		defer all.mu.Unlock()
+		if len(all.msgs) == 0 {
+			t.Fatalf("\"#\" received nothing (want the retained interop/sys-control)")
+		}
+		for _, m := range all.msgs {
+			if strings.HasPrefix(m.topic, "$") {
+				t.Errorf("\"#\" matched %s", m.topic)
+			}
+		}
+	})
 
 	// Last: it restarts the broker.
 	t.Run("persistent-across-kill-9", func(t *testing.T) {

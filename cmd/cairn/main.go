@@ -1,7 +1,7 @@
 // Command cairn is the Cairn MQTT broker and its tools: serve runs the
 // broker; inspect, replay, recover and backup look into and mend its store;
 // compact runs the compaction task on a stopped broker's store; bench and
-// passwd; version prints the build.
+// passwd; config example prints every setting; version prints the build.
 package main
 
 import (
@@ -43,6 +43,7 @@ func newApp() *cli.App {
 			compactCommand(),
 			benchCommand(),
 			passwdCommand(),
+			configCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -7,3 +7,12 @@ import "syscall"
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// groupProcAttr is childProcAttr in a process group of its own, so that a
+// program that forks helpers (Chromium) can be killed whole.
+func groupProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}
+
+// killGroup kills the process group of pid (started with groupProcAttr).
+func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }

@@ -163,7 +163,7 @@ func (b *broker) start() {
 	}
 	b.starts++
 	lw := &procLog{sink: b.logs, prefix: runPrefix(b.starts), listening: make(chan listenEvent, 1)}
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", b.dir}, b.args...)
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--listen-ws", "127.0.0.1:0", "--data", b.dir}, b.args...)
 	cmd := exec.Command(b.bin, args...)
 	level := "info"
 	if l := os.Getenv("CAIRN_E2E_LOG_LEVEL"); l != "" {

@@ -133,7 +133,7 @@ func queuedMsgIDs(t *testing.T, dir string) []uint64 {
 // with a message pointing at recover.
 func serveRefuses(t *testing.T, dir string) {
 	t.Helper()
-	cmd := exec.Command(cairnBinary(t), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--admin", "")
+	cmd := exec.Command(cairnBinary(t), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--admin", "", "--listen-ws", "")
 	cmd.Env = append(os.Environ(), "CAIRN_LOG_FORMAT=json")
 	out, err := runWithTimeout(cmd, 20*time.Second)
 	if err == nil || strings.Contains(err.Error(), "killed after") {

@@ -100,8 +100,11 @@ func loadSecurityConfig(c *cli.Context, sec *securityConfig, o *engine.Options) 
 	switch {
 	case sec.ListenTLS != "" && (sec.TLS.CertFile == "" || sec.TLS.KeyFile == ""):
 		return errors.New("listen-tls: --tls-cert and --tls-key are both needed")
-	case sec.ListenTLS == "" && (sec.TLS.CertFile != "" || sec.TLS.KeyFile != "" || sec.TLS.ClientCAFile != "" || sec.CertUsername != ""):
-		return errors.New("tls-cert, tls-key, tls-client-ca and tls-cert-username need --listen-tls")
+	case sec.ListenTLS == "" && c.String("listen-wss") == "" && (sec.TLS.CertFile != "" || sec.TLS.KeyFile != "" || sec.TLS.ClientCAFile != "" || sec.CertUsername != ""):
+		// The wss listener (ops.go) uses the same certificate.
+		return errors.New("tls-cert, tls-key, tls-client-ca and tls-cert-username need --listen-tls (or, but for tls-cert-username, --listen-wss)")
+	case sec.ListenTLS == "" && sec.CertUsername != "":
+		return errors.New("tls-cert-username needs --listen-tls (WebSocket clients are not named by their certificates)")
 	case sec.CertUsername != "" && sec.TLS.ClientCAFile == "":
 		return errors.New("tls-cert-username: needs --tls-client-ca (only verified certificates name users)")
 	case sec.AuthFailRate < 0:
@@ -191,7 +194,8 @@ func (sec *securityConfig) anonymousOn(addr net.Addr) (bool, string) {
 
 // serveListeners opens the TCP and (if configured) TLS listeners and starts
 // serving them; each one's end is sent on served.
-func serveListeners(b *engine.Broker, cfg *serveConfig, log *slog.Logger, served chan<- error) (stop func(), err error) {
+// It returns their URLs, for the startup summary.
+func serveListeners(b *engine.Broker, cfg *serveConfig, log *slog.Logger, served chan<- error) (stop func(), urls []string, err error) {
 	sec := &cfg.Sec
 	var opened []net.Listener
 	closeAll := func() {
@@ -207,25 +211,26 @@ func serveListeners(b *engine.Broker, cfg *serveConfig, log *slog.Logger, served
 
 	l, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		return nil, nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
 	opened = append(opened, l)
 	anon, why := sec.anonymousOn(l.Addr())
 	log.Info("listening", "transport", "tcp", "addr", l.Addr().String(), "version", buildVersion(), "anonymous", anon, "anonymous_why", why)
 	ls = append(ls, lis{l, engine.Listener{Name: "tcp", AllowAnonymous: anon}})
+	urls = append(urls, "mqtt://"+l.Addr().String())
 	warnLocked(log, "tcp", anon, sec, false)
 
 	if sec.ListenTLS != "" {
 		t, err := listen.NewTLS(sec.TLS)
 		if err != nil {
 			closeAll()
-			return nil, err
+			return nil, nil, err
 		}
 		b.OnReload("TLS certificates", t.Reload)
 		tl, err := net.Listen("tcp", sec.ListenTLS)
 		if err != nil {
 			closeAll()
-			return nil, fmt.Errorf("listening on %s: %w", sec.ListenTLS, err)
+			return nil, nil, fmt.Errorf("listening on %s: %w", sec.ListenTLS, err)
 		}
 		opened = append(opened, tl)
 		anon, why := sec.anonymousOn(tl.Addr())
@@ -239,12 +244,13 @@ func serveListeners(b *engine.Broker, cfg *serveConfig, log *slog.Logger, served
 		log.Info("listening", "transport", "tls", "addr", tl.Addr().String(), "anonymous", anon, "anonymous_why", why,
 			"client_certificates", clientCerts, "certificate_username", string(sec.CertUsername), "cert_expires", t.NotAfter())
 		ls = append(ls, lis{tl, engine.Listener{Name: "tls", TLS: t.Config(), AllowAnonymous: anon, CertUsername: sec.CertUsername}})
+		urls = append(urls, "mqtts://"+tl.Addr().String())
 		warnLocked(log, "tls", anon, sec, sec.CertUsername != "")
 	}
 	for _, x := range ls {
 		go func() { served <- b.ServeListener(x.l, x.lc) }()
 	}
-	return closeAll, nil
+	return closeAll, urls, nil
 }
 
 // warnLocked warns about a listener nobody can use.

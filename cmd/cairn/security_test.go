@@ -133,14 +133,16 @@ func TestServeSecurity(t *testing.T) {
 		"--tls-cert", writeTestFile(t, dir, "cert.pem", cert), "--tls-key", writeTestFile(t, dir, "key.pem", key),
 		"--tls-client-ca", writeTestFile(t, dir, "ca.pem", clientCA.pem), "--tls-cert-username", "cn")
 
-	waitLog(t, b, "listening", 2)
-	tcpLog := b.logs.firstJSON(1, "listening")
-	tlsLog := b.logs.lastJSON(1, "listening")
-	if tcpLog == nil || tlsLog == nil || tcpLog["transport"] != "tcp" || tlsLog["transport"] != "tls" {
-		t.Fatalf("startup log: %v / %v", tcpLog, tlsLog)
+	waitLog(t, b, "cairn ready", 1)
+	tcpLog := b.logs.listening(1, "tcp")
+	tlsLog := b.logs.listening(1, "tls")
+	wsLog := b.logs.listening(1, "ws") // the WebSocket listener follows the same rule (ops.go)
+	if tcpLog == nil || tlsLog == nil || wsLog == nil {
+		t.Fatalf("startup log: %v / %v / %v", tcpLog, tlsLog, wsLog)
 	}
-	if tcpLog["anonymous"] != false || !strings.Contains(tcpLog["anonymous_why"].(string), "password file") || tlsLog["client_certificates"] != "required" {
-		t.Fatalf("startup log does not say who may connect: %v / %v", tcpLog, tlsLog)
+	if tcpLog["anonymous"] != false || !strings.Contains(tcpLog["anonymous_why"].(string), "password file") || tlsLog["client_certificates"] != "required" ||
+		wsLog["anonymous"] != false {
+		t.Fatalf("startup log does not say who may connect: %v / %v / %v", tcpLog, tlsLog, wsLog)
 	}
 	tlsAddr := tlsLog["addr"].(string)
 
@@ -214,7 +216,8 @@ func TestServeSecurity(t *testing.T) {
 // admits anonymous clients and says so.
 func TestServeDefaultsAnonymous(t *testing.T) {
 	b := startBroker(t)
-	l := b.logs.firstJSON(1, "listening")
+	waitLog(t, b, "cairn ready", 1)
+	l := b.logs.listening(1, "tcp")
 	if l == nil || l["anonymous"] != true || !strings.Contains(l["anonymous_why"].(string), "loopback") {
 		t.Fatalf("startup log %v", l)
 	}
@@ -281,10 +284,12 @@ func (s *logSink) allJSON(run int, msg string) []map[string]any {
 	return out
 }
 
-// firstJSON is the first of allJSON, or nil.
-func (s *logSink) firstJSON(run int, msg string) map[string]any {
-	if all := s.allJSON(run, msg); len(all) > 0 {
-		return all[0]
+// listening is run's "listening" log line of the given transport, or nil.
+func (s *logSink) listening(run int, transport string) map[string]any {
+	for _, l := range s.allJSON(run, "listening") {
+		if l["transport"] == transport {
+			return l
+		}
 	}
 	return nil
 }

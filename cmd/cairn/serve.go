@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairn-mqtt/cairn/engine"
 	"github.com/cairn-mqtt/cairn/engine/bridge"
+	"github.com/cairn-mqtt/cairn/engine/metrics"
 	"github.com/cairn-mqtt/cairn/recovery"
 	"github.com/cairn-mqtt/cairn/store"
 )
@@ -33,26 +34,22 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the broker to this file until it stops (for performance work)", Hidden: true},
 		&cli.StringFlag{Name: "memprofile", Usage: "write an allocation profile of the broker to this file when it stops (for performance work)", Hidden: true},
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "memtable-size", Value: 64, Usage: "Pebble memtable size, MiB", EnvVars: []string{"CAIRN_MEMTABLE_SIZE"}}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (health, readiness, inspect, backup); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "admin", Value: defaultAdmin, Usage: "admin HTTP endpoint (/metrics, health, readiness, inspect, backup, compact and reload actions); empty disables it", EnvVars: []string{"CAIRN_ADMIN"}}),
 	}
-	flags = append(flags, mqtt5Flags()...)   // mqtt5flags.go
-	flags = append(flags, storeFlags()...)   // storeflags.go
-	flags = append(flags, maintFlags()...)   // compact.go
-	return append(flags, securityFlags()...) // security.go
+	flags = append(flags, mqtt5Flags()...)    // mqtt5flags.go
+	flags = append(flags, storeFlags()...)    // storeflags.go
+	flags = append(flags, maintFlags()...)    // compact.go
+	flags = append(flags, securityFlags()...) // security.go
+	return append(flags, opsFlags()...)       // ops.go
 }
 
 func serveCommand() *cli.Command {
 	flags := serveFlags()
 	return &cli.Command{
-		Name:  "serve",
-		Usage: "run the broker",
-		Flags: flags,
-		Before: func(c *cli.Context) error {
-			if c.String("config") == "" {
-				return nil
-			}
-			return altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config"))(c)
-		},
+		Name:   "serve",
+		Usage:  "run the broker",
+		Flags:  flags,
+		Before: func(c *cli.Context) error { return loadConfigFile(c, flags) }, // config.go
 		Action: serve,
 	}
 }
@@ -70,6 +67,7 @@ type serveConfig struct {
 	Sec          securityConfig
 	// CompactInterval is how often the compaction task runs (0: never).
 	CompactInterval time.Duration
+	Ops             opsConfig       // WebSocket, $SYS (ops.go)
 	Bridges         []bridge.Config // bridges.go
 }
 
@@ -115,7 +113,13 @@ func loadServeConfig(c *cli.Context) (serveConfig, error) {
 	if cfg.Bridges, err = loadBridges(c); err != nil { // bridges.go
 		return cfg, err
 	}
-	return cfg, loadSecurityConfig(c, &cfg.Sec, &cfg.Engine) // security.go
+	if len(cfg.Bridges) == 0 {
+		cfg.Bridges = nil // "bridges: []" (cairn config example) is no bridge, like no key
+	}
+	if err := loadSecurityConfig(c, &cfg.Sec, &cfg.Engine); err != nil { // security.go
+		return cfg, err
+	}
+	return cfg, loadOps(c, &cfg.Ops, &cfg.Sec) // ops.go
 }
 
 func serve(c *cli.Context) error {
@@ -146,8 +150,9 @@ func serve(c *cli.Context) error {
 		defer writeAllocProfile(log, path)
 	}
 	dir := cfg.Data
+	m := metrics.New(buildVersion()) // /metrics on the admin endpoint; observes the store and the engine
 	st, err := store.Open(dir, store.Options{Logger: log, MemTableSize: uint64(cfg.MemTableMiB) << 20,
-		MinFreeSpace: cfg.MinFreeSpace, FS: storeFS(c)})
+		MinFreeSpace: cfg.MinFreeSpace, FS: storeFS(c), Observer: m})
 	if err != nil {
 		if derr := damagedStoreErr(dir, err); derr != nil {
 			return derr
@@ -156,13 +161,16 @@ func serve(c *cli.Context) error {
 	}
 	defer st.Close()
 	cfg.Engine.Logger = log
+	cfg.Engine.Observer = m
 	b := engine.New(st, cfg.Engine)
+	m.Attach(b, st)
 	adm, err := startAdmin(cfg.Admin, dir, st, b, log)
 	if err != nil {
 		return err
 	}
 	defer adm.stop()
 	registerAdminActions(adm, b) // admin_actions.go
+	adm.handle("GET /metrics", m.Handler())
 	rep, err := recovery.Restore(st, b)
 	if err != nil {
 		if derr := damagedStoreErr(dir, err); derr != nil {
@@ -180,13 +188,24 @@ func serve(c *cli.Context) error {
 	defer bridges.Stop()
 	logAuth(log, &cfg.Sec, policy)
 	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
-	served := make(chan error, 2)
-	closeListeners, err := serveListeners(b, &cfg, log, served)
+	served := make(chan error, 4)
+	closeListeners, mqttURLs, err := serveListeners(b, &cfg, log, served)
 	if err != nil {
 		return err
 	}
 	defer closeListeners()
-	adm.setReady()
+	wsURLs, closeWS, err := startWebSockets(b, &cfg, m, log, served) // ops.go
+	if err != nil {
+		return err
+	}
+	defer closeWS()
+	stopSys := func() {}
+	if cfg.Ops.SysInterval > 0 {
+		stopSys = b.StartSys(cfg.Ops.SysInterval, buildVersion())
+	}
+	defer stopSys()
+	adm.setReady() // recovery is done and every listener accepts
+	logSummary(log, &cfg, mqttURLs, wsURLs, adm, st, rep)
 	stopHUP := reloadOnHUP(b, log)
 	defer stopHUP()
 
@@ -204,6 +223,7 @@ func serve(c *cli.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	stopCompaction()
+	stopSys()
 	bridges.Stop() // before the broker: their sessions close with a DISCONNECT
 	if err := b.Shutdown(sctx); err != nil {
 		log.Error("shutdown did not finish", "err", err)

@@ -10,7 +10,8 @@ import (
 )
 
 // cairn serve opens the admin endpoint (flag, CAIRN_ADMIN, config key),
-// answers health and readiness, records its address for the tools, and
+// answers health, readiness, /metrics, the inspect endpoints and the
+// actions on one listener, records its address for the tools, and
 // removes the record when it stops.
 func TestServeAdminEndpoint(t *testing.T) {
 	cfg, err := runServeConfig(t)
@@ -36,16 +37,30 @@ func TestServeAdminEndpoint(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("no admin endpoint in the log:\n%s", b.logs.tail(logTail))
 	}
-	for _, path := range []string{"/healthz", "/readyz"} {
+	// One listener serves health, readiness, the metrics, the endpoints
+	// cairn inspect reads and the actions.
+	for path, want := range map[string]string{
+		"/healthz": "", "/readyz": "",
+		"/metrics":  "cairn_build_info{", // Prometheus text format (serve.go)
+		"/v1/stats": "", "/v1/sessions": "", "/v1/retained": "",
+	} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
 		}
+	}
+	resp, err := http.Post("http://"+addr+"/v1/compact", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /v1/compact: %d", resp.StatusCode)
 	}
 	if got, ok := readAdminAddr(b.dir); !ok || got != addr {
 		t.Fatalf("recorded admin address %q, listening on %s", got, addr)

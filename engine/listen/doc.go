@@ -1,8 +1,10 @@
 // Package listen holds the pieces of Cairn's listeners that know nothing of
 // MQTT: a reloadable server TLS configuration (minimum TLS 1.2, optional
 // client certificates), the identity a verified client certificate stands
-// for, and a connection limiter (ConnLimiter) bounding open connections in
-// total and per source address over any number of listeners.
+// for, a connection limiter (ConnLimiter) bounding open connections in
+// total and per source address over any number of listeners, and the
+// WebSocket transport (ws.go): MQTT over WebSocket as a net.Listener whose
+// connections are byte streams, so the broker serves them like TCP.
 //
 // A TLS listener with limits is assembled as
 //

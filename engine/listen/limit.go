@@ -80,8 +80,14 @@ func (l *LimitedListener) Accept() (net.Conn, error) {
 			l.lim.accepted.Add(1)
 			return &limitedConn{Conn: c, lim: l.lim, ip: ip}, nil
 		}
-		if tc, ok := c.(*net.TCPConn); ok {
+		switch tc := c.(type) {
+		case *net.TCPConn:
 			_ = tc.SetLinger(0)
+		case *wsConn:
+			// No close handshake: a refused WebSocket must not hold up
+			// Accept for a peer that does not answer (ws.go).
+			tc.closeNow()
+			continue
 		}
 		c.Close()
 	}
