@@ -167,14 +167,21 @@ func serveDelivers(t *testing.T, dir string, want []string) {
 	}
 	deadline := time.After(20 * time.Second)
 	for {
+		// The count and the channel of the next message under one lock:
+		// taken apart, the last messages could arrive in between and the
+		// wait would miss them (a lost wake-up, seen as "0 of 199").
 		got.mu.Lock()
 		n := len(got.order)
+		if got.wake == nil {
+			got.wake = make(chan struct{})
+		}
+		next := got.wake
 		got.mu.Unlock()
 		if n >= len(want) {
 			break
 		}
 		select {
-		case <-got.notify():
+		case <-next:
 		case <-deadline:
 			t.Fatalf("rec-sub received %d of %d messages after repair", n, len(want))
 		}
