@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -119,6 +121,18 @@ func TestBridgeKillNineLosesNothing(t *testing.T) {
 		t.Fatalf("inspect bridges while the remote is down: %s", out)
 	}
 	t.Logf("inspect bridges: %s", strings.TrimSpace(mustCLI(t, "inspect", "bridges", "--admin", strings.TrimSpace(string(adminAddr)))))
+	// The same backlog on /metrics (the bridge families of engine/metrics).
+	resp, err := http.Get("http://" + strings.TrimSpace(string(adminAddr)) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{fmt.Sprintf(`cairn_bridge_queue_messages{bridge="up"} %d`, n), `cairn_bridge_up{bridge="up"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics lacks %q while the remote is down", want)
+		}
+	}
 
 	edge.kill9()
 	remote.restart()

@@ -186,6 +186,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer bridges.Stop()
+	m.SetBridges(bridges.Status) // per-bridge families on /metrics
 	logAuth(log, &cfg.Sec, policy)
 	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)
 	served := make(chan error, 4)

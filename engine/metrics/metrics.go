@@ -14,7 +14,8 @@
 //     (store.CommitObserver), and once per QoS 1/2 acknowledgement
 //     (engine.Observer): a few atomic adds each.
 //   - Every family is always present, zero or not, so that dashboards and
-//     alerts see it from the first scrape.
+//     alerts see it from the first scrape — except the per-bridge families
+//     (bridges.go), which have a series only for each configured bridge.
 package metrics
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/engine/bridge"
 	"github.com/cairn-mqtt/cairn/engine/listen"
 	"github.com/cairn-mqtt/cairn/store"
 	"github.com/cairn-mqtt/cairn/wire"
@@ -60,6 +62,8 @@ type Metrics struct {
 	b  *engine.Broker
 	st *store.Store
 	ws []wsSource
+	// bridges, if set, reports the bridges' status (bridges.go).
+	bridges func() []bridge.Status
 }
 
 type wsSource struct {
@@ -233,6 +237,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, f := range families {
 		ch <- f.desc
 	}
+	for _, f := range bridgeFamilies {
+		ch <- f.desc
+	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -243,8 +250,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	emit(fBuild, 1, m.version, runtime.Version())
 	emit(fStart, float64(m.start.UnixNano())/1e9)
 	m.mu.Lock()
-	b, st, ws := m.b, m.st, append([]wsSource(nil), m.ws...)
+	b, st, ws, bridges := m.b, m.st, append([]wsSource(nil), m.ws...), m.bridges
 	m.mu.Unlock()
+	if bridges != nil {
+		collectBridges(bridges, emit)
+	}
 	if b != nil {
 		collectBroker(b, emit)
 	}
