@@ -163,6 +163,13 @@ func TestMetricsFamiliesMove(t *testing.T) {
 	pub.Send(&wire.Publish{Topic: "m/big", QoS: 0, Payload: []byte(strings.Repeat("b", 500))})
 	pub.Send(&wire.Pingreq{})
 	pub.Expect(t, wiretest.Timeout)
+	// The drop happens in the subscriber's writer, after the routing that
+	// PINGRESP waits for: let it happen before the subscriber leaves.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if scrape(t, e.m)["cairn_messages_dropped_total"]["reason=too_large"] > 0 {
+			break
+		}
+	}
 	sub.Send(&wire.Disconnect{})
 	sub.ExpectClosed(t, wiretest.Timeout)
 
