@@ -8,6 +8,7 @@ import (
 
 	"github.com/cairn-mqtt/cairn/engine"
 	"github.com/cairn-mqtt/cairn/engine/listen"
+	"github.com/cairn-mqtt/cairn/engine/listen/testpki"
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
@@ -16,19 +17,19 @@ import (
 type tlsEnv struct {
 	tb       *testBroker
 	addr     string
-	ca       *testCA // signs the server certificate
-	clientCA *testCA
+	ca       *testpki.CA // signs the server certificate
+	clientCA *testpki.CA
 }
 
 func newTLSEnv(t *testing.T, opts engine.Options, require bool, field listen.IdentityField, anonymous bool) *tlsEnv {
 	t.Helper()
-	e := &tlsEnv{ca: newTestCA(t, "server ca"), clientCA: newTestCA(t, "client ca")}
+	e := &tlsEnv{ca: testpki.NewCA(t, "server ca"), clientCA: testpki.NewCA(t, "client ca")}
 	dir := t.TempDir()
-	cert, key := e.ca.issue(t, "broker", true)
+	cert, key := e.ca.Issue(t, "broker", true)
 	tl, err := listen.NewTLS(listen.TLSOptions{
 		CertFile:          writeFile(t, dir, "cert.pem", string(cert)),
 		KeyFile:           writeFile(t, dir, "key.pem", string(key)),
-		ClientCAFile:      writeFile(t, dir, "ca.pem", string(e.clientCA.pem)),
+		ClientCAFile:      writeFile(t, dir, "ca.pem", string(e.clientCA.PEM)),
 		RequireClientCert: require,
 	})
 	if err != nil {
@@ -40,7 +41,7 @@ func newTLSEnv(t *testing.T, opts engine.Options, require bool, field listen.Ide
 }
 
 func (e *tlsEnv) config(certs ...tls.Certificate) *tls.Config {
-	return &tls.Config{RootCAs: e.ca.pool(), ServerName: "127.0.0.1", Certificates: certs}
+	return &tls.Config{RootCAs: e.ca.Pool(), ServerName: "127.0.0.1", Certificates: certs}
 }
 
 // TestMutualTLS: a verified client certificate's CN is the user name (no
@@ -50,7 +51,7 @@ func TestMutualTLS(t *testing.T) {
 	p, _, _ := policy(t, "", "pattern readwrite devices/%u/#\n", 0)
 	e := newTLSEnv(t, engine.Options{Auth: p}, true, listen.IdentityCN, false)
 
-	dev, err := dialTLS(t, e.addr, e.config(e.clientCA.clientCert(t, "dev42")), wire.V5)
+	dev, err := dialTLS(t, e.addr, e.config(e.clientCA.ClientCert(t, "dev42")), wire.V5)
 	if err != nil {
 		t.Fatalf("handshake with a good client certificate: %v", err)
 	}
@@ -80,8 +81,8 @@ func TestMutualTLS(t *testing.T) {
 		}
 	}
 
-	rogue := newTestCA(t, "rogue ca")
-	if !tlsRefused(t, e.addr, e.config(rogue.clientCert(t, "dev42"))) {
+	rogue := testpki.NewCA(t, "rogue ca")
+	if !tlsRefused(t, e.addr, e.config(rogue.ClientCert(t, "dev42"))) {
 		t.Fatal("a certificate from an unknown CA was accepted")
 	}
 	if !tlsRefused(t, e.addr, e.config()) {
@@ -137,7 +138,7 @@ func TestOptionalClientCert(t *testing.T) {
 	if ack := r.Connect(t, &wire.Connect{ClientID: "p", CleanStart: true, UsernameFlag: true, Username: "alice", PasswordFlag: true, Password: []byte("pw")}); ack.ReasonCode != 0 {
 		t.Fatalf("password over TLS: 0x%02X", byte(ack.ReasonCode))
 	}
-	r, err = dialTLS(t, e.addr, e.config(e.clientCA.clientCert(t, "sensor")), wire.V5)
+	r, err = dialTLS(t, e.addr, e.config(e.clientCA.ClientCert(t, "sensor")), wire.V5)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,56 +14,10 @@ import (
 	"time"
 
 	"github.com/cairn-mqtt/cairn/engine/auth"
+	"github.com/cairn-mqtt/cairn/engine/listen/testpki"
 	"github.com/cairn-mqtt/cairn/wire"
 	"github.com/cairn-mqtt/cairn/wire/wiretest"
 )
-
-// pki is a CA with helpers to issue server and client certificates.
-type pki struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-	n    int64
-}
-
-func newPKI(t *testing.T, name string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &pki{cert: c, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), n: 1}
-}
-
-func (p *pki) issue(t *testing.T, cn string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.n++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(p.n), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalPKCS8PrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
-}
 
 func writeTestFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
@@ -126,12 +73,12 @@ func TestServeSecurity(t *testing.T) {
 		t.Fatal(err)
 	}
 	aclFile := writeTestFile(t, dir, "acl", []byte("user alice\ntopic readwrite alice/#\npattern readwrite devices/%u/#\n"))
-	serverCA, clientCA := newPKI(t, "server ca"), newPKI(t, "client ca")
-	cert, key := serverCA.issue(t, "broker", true)
+	serverCA, clientCA := testpki.NewCA(t, "server ca"), testpki.NewCA(t, "client ca")
+	cert, key := serverCA.Issue(t, "broker", true)
 	b := startBroker(t, "--password-file", pwFile, "--acl-file", aclFile,
 		"--listen-tls", "127.0.0.1:0",
 		"--tls-cert", writeTestFile(t, dir, "cert.pem", cert), "--tls-key", writeTestFile(t, dir, "key.pem", key),
-		"--tls-client-ca", writeTestFile(t, dir, "ca.pem", clientCA.pem), "--tls-cert-username", "cn")
+		"--tls-client-ca", writeTestFile(t, dir, "ca.pem", clientCA.PEM), "--tls-cert-username", "cn")
 
 	waitLog(t, b, "cairn ready", 1)
 	tcpLog := b.logs.listening(1, "tcp")
@@ -161,8 +108,8 @@ func TestServeSecurity(t *testing.T) {
 	}
 
 	// Mutual TLS: the certificate's CN is the user.
-	tc, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: poolOf(serverCA.cert), ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{keyPair(t, clientCA, "sensor7")}})
+	tc, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: serverCA.Pool(), ServerName: "127.0.0.1",
+		Certificates: []tls.Certificate{clientCA.ClientCert(t, "sensor7")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +120,8 @@ func TestServeSecurity(t *testing.T) {
 	if c := subCode(t, dev, 1, "devices/sensor7/#"); c != 1 {
 		t.Fatalf("certificate user's ACL: 0x%02X", byte(c))
 	}
-	rogue, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: poolOf(serverCA.cert), ServerName: "127.0.0.1",
-		Certificates: []tls.Certificate{keyPair(t, newPKI(t, "rogue"), "sensor7")}})
+	rogue, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: serverCA.Pool(), ServerName: "127.0.0.1",
+		Certificates: []tls.Certificate{testpki.NewCA(t, "rogue").ClientCert(t, "sensor7")}})
 	if err == nil {
 		// TLS 1.3: the server's refusal arrives with the first read.
 		_ = rogue.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -224,22 +171,6 @@ func TestServeDefaultsAnonymous(t *testing.T) {
 	if _, code := tcpCode(t, b.addr, wire.V311, "a", "", ""); code != 0 {
 		t.Fatalf("anonymous on loopback: 0x%02X", byte(code))
 	}
-}
-
-func poolOf(c *x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(c)
-	return p
-}
-
-func keyPair(t *testing.T, ca *pki, cn string) tls.Certificate {
-	t.Helper()
-	c, k := ca.issue(t, cn, false)
-	kp, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kp
 }
 
 func hup(t *testing.T, b *broker) {

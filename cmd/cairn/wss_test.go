@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/cairn-mqtt/cairn/engine/listen/testpki"
 	"github.com/cairn-mqtt/cairn/wire"
 	"github.com/cairn-mqtt/cairn/wire/wiretest"
 )
@@ -39,11 +40,11 @@ func dialMQTTWS(t *testing.T, url string, v wire.Version, client *http.Client, o
 // publishes. SIGHUP reloads the wss certificate.
 func TestServeWSSAndSubprotocols(t *testing.T) {
 	dir := t.TempDir()
-	serverCA, clientCA := newPKI(t, "server ca"), newPKI(t, "client ca")
-	cert, key := serverCA.issue(t, "broker", true)
+	serverCA, clientCA := testpki.NewCA(t, "server ca"), testpki.NewCA(t, "client ca")
+	cert, key := serverCA.Issue(t, "broker", true)
 	b := startBroker(t, "--listen-wss", "127.0.0.1:0",
 		"--tls-cert", writeTestFile(t, dir, "cert.pem", cert), "--tls-key", writeTestFile(t, dir, "key.pem", key),
-		"--tls-client-ca", writeTestFile(t, dir, "ca.pem", clientCA.pem))
+		"--tls-client-ca", writeTestFile(t, dir, "ca.pem", clientCA.PEM))
 	waitLog(t, b, "cairn ready", 1)
 	wssLog := b.logs.listening(1, "wss")
 	if wssLog == nil || !strings.HasPrefix(wssLog["url"].(string), "wss://127.0.0.1:") || !strings.HasSuffix(wssLog["url"].(string), "/mqtt") {
@@ -51,8 +52,8 @@ func TestServeWSSAndSubprotocols(t *testing.T) {
 	}
 	wssURL, wsURL := wssLog["url"].(string), "ws://"+b.wsAddr(t)+"/mqtt"
 	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: poolOf(serverCA.cert), Certificates: []tls.Certificate{keyPair(t, clientCA, "device-1")}}}}
-	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: poolOf(serverCA.cert)}}}
+		RootCAs: serverCA.Pool(), Certificates: []tls.Certificate{clientCA.ClientCert(t, "device-1")}}}}
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: serverCA.Pool()}}}
 
 	// Mutual TLS: no client certificate, no connection.
 	if c, _, err := dialMQTTWS(t, wssURL, wire.V311, noCert, "mqtt"); err == nil {
@@ -132,8 +133,8 @@ func TestServeWSSAndSubprotocols(t *testing.T) {
 
 	// SIGHUP reloads the wss certificate: a client that trusts only the
 	// new one's CA connects; the connection already open stays.
-	newCA := newPKI(t, "new server ca")
-	cert2, key2 := newCA.issue(t, "broker", true)
+	newCA := testpki.NewCA(t, "new server ca")
+	cert2, key2 := newCA.Issue(t, "broker", true)
 	writeTestFile(t, dir, "cert.pem", cert2)
 	writeTestFile(t, dir, "key.pem", key2)
 	hup(t, b)
@@ -142,7 +143,7 @@ func TestServeWSSAndSubprotocols(t *testing.T) {
 		t.Fatalf("reloaded %v, want the wss certificates", w)
 	}
 	trustsNew := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: poolOf(newCA.cert), Certificates: []tls.Certificate{keyPair(t, clientCA, "device-2")}}}}
+		RootCAs: newCA.Pool(), Certificates: []tls.Certificate{clientCA.ClientCert(t, "device-2")}}}}
 	c, _, err := dialMQTTWS(t, wssURL, wire.V311, trustsNew, "mqtt")
 	if err != nil {
 		t.Fatalf("after the reload, a client trusting the new certificate: %v", err)

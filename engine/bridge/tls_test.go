@@ -1,13 +1,6 @@
 package bridge_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +12,7 @@ import (
 	"github.com/cairn-mqtt/cairn/engine/auth"
 	"github.com/cairn-mqtt/cairn/engine/bridge"
 	"github.com/cairn-mqtt/cairn/engine/listen"
+	"github.com/cairn-mqtt/cairn/engine/listen/testpki"
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
@@ -26,41 +20,21 @@ import (
 // certificate (CN "edge") into dir and returns their paths.
 func testPKI(t *testing.T, dir string) (caFile, srvCert, srvKey, cliCert, cliKey string) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	write := func(name string, typ string, der []byte) string {
+	ca := testpki.NewCA(t, "test ca")
+	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
-	issue := func(serial int64, cn string, server bool) (string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-		if server {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd, _ := x509.MarshalPKCS8PrivateKey(key)
-		return write(cn+".pem", "CERTIFICATE", der), write(cn+".key", "PRIVATE KEY", kd)
+	issue := func(cn string, server bool) (string, string) {
+		c, k := ca.Issue(t, cn, server)
+		return write(cn+".pem", c), write(cn+".key", k)
 	}
-	caFile = write("ca.pem", "CERTIFICATE", caDER)
-	srvCert, srvKey = issue(2, "broker", true)
-	cliCert, cliKey = issue(3, "edge", false)
+	caFile = write("ca.pem", ca.PEM)
+	srvCert, srvKey = issue("broker", true)
+	cliCert, cliKey = issue("edge", false)
 	return
 }
 

@@ -195,7 +195,7 @@ func TestLimitedTLS(t *testing.T) {
 	srv := tls.Server(s, tl.Config())
 	defer srv.Close()
 	_ = srv.SetDeadline(time.Now().Add(5 * time.Second))
-	cl := tls.Client(client, &tls.Config{RootCAs: ca.pool(), ServerName: "127.0.0.1"})
+	cl := tls.Client(client, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
 	errc := make(chan error, 1)
 	go func() { errc <- cl.Handshake() }()
 	serr := srv.Handshake()

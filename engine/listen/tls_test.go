@@ -37,7 +37,7 @@ func newTLSEnv(t *testing.T, clientCA bool, require bool) *tlsEnv {
 	e.keyFile = writeTemp(t, e.dir, "server.key", key)
 	opts := TLSOptions{CertFile: e.certFile, KeyFile: e.keyFile, RequireClientCert: require}
 	if clientCA {
-		e.caFile = writeTemp(t, e.dir, "clients.crt", newCA(t, "client CA").pem)
+		e.caFile = writeTemp(t, e.dir, "clients.crt", newCA(t, "client CA").PEM)
 		opts.ClientCAFile = e.caFile
 	}
 	var err error
@@ -82,7 +82,7 @@ func newTLSEnv(t *testing.T, clientCA bool, require bool) *tlsEnv {
 func (e *tlsEnv) clientCA(t *testing.T) *testCA {
 	t.Helper()
 	ca := newCA(t, "client CA")
-	writeTemp(t, e.dir, "clients.crt", ca.pem)
+	writeTemp(t, e.dir, "clients.crt", ca.PEM)
 	if err := e.tls.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func (e *tlsEnv) clientCA(t *testing.T) *testCA {
 func (e *tlsEnv) dial(t *testing.T, cfg *tls.Config) (server handshake, clientErr error) {
 	t.Helper()
 	if cfg.RootCAs == nil {
-		cfg.RootCAs = e.ca.pool()
+		cfg.RootCAs = e.ca.Pool()
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	c, clientErr := tls.DialWithDialer(d, "tcp", e.addr, cfg)
@@ -214,7 +214,7 @@ func TestClientIdentityUnverified(t *testing.T) {
 	if _, ok := ClientIdentity(nil, IdentityCN); ok {
 		t.Fatal("identity from nil")
 	}
-	verified := &tls.ConnectionState{HandshakeComplete: true, VerifiedChains: [][]*x509.Certificate{{leaf, ca.cert}}}
+	verified := &tls.ConnectionState{HandshakeComplete: true, VerifiedChains: [][]*x509.Certificate{{leaf, ca.Cert}}}
 	if id, ok := ClientIdentity(verified, IdentityCN); !ok || id != "dev1" {
 		t.Fatalf("verified: %q %v", id, ok)
 	}
@@ -251,7 +251,7 @@ func TestTLSReload(t *testing.T) {
 	peerCN := func() string {
 		t.Helper()
 		var cn string
-		cfg := &tls.Config{RootCAs: e.ca.pool(), VerifyConnection: func(cs tls.ConnectionState) error {
+		cfg := &tls.Config{RootCAs: e.ca.Pool(), VerifyConnection: func(cs tls.ConnectionState) error {
 			cn = cs.PeerCertificates[0].Subject.CommonName
 			return nil
 		}}
@@ -319,7 +319,7 @@ func TestNewTLSErrors(t *testing.T) {
 	certFile := writeTemp(t, dir, "s.crt", cert)
 	keyFile := writeTemp(t, dir, "s.key", key)
 	otherKeyFile := writeTemp(t, dir, "o.key", otherKey)
-	caFile := writeTemp(t, dir, "ca.crt", ca.pem)
+	caFile := writeTemp(t, dir, "ca.crt", ca.PEM)
 	badCA := writeTemp(t, dir, "bad.crt", []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
 	for _, tc := range []struct {
 		name string

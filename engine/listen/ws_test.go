@@ -325,7 +325,7 @@ func TestWSS(t *testing.T) {
 	if !strings.HasPrefix(e.l.URL(), "wss://") {
 		t.Fatalf("URL %s", e.l.URL())
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	cc, _, err := dialWS(t, e.l.URL(), &websocket.DialOptions{Subprotocols: []string{"mqtt"}, HTTPClient: client})
 	if err != nil {
 		t.Fatal(err)
