@@ -223,15 +223,24 @@ func (l *link) outbound(p *wire.Publish) {
 }
 
 // answerLocal completes a local delivery the remote will not acknowledge.
-func (l *link) answerLocal(pid uint16, qos byte) {
+func (l *link) answerLocal(pid uint16, qos byte) { l.answer(l.local, l.absorbOut, pid, qos) }
+
+// answerRemote completes a remote delivery the local broker will not
+// acknowledge.
+func (l *link) answerRemote(pid uint16, qos byte) { l.answer(l.remote, l.absorbIn, pid, qos) }
+
+// answer acknowledges a publish received on side: QoS 1 with PUBACK, QoS 2
+// with PUBREC, noting pid in absorb so that the bridge itself answers the
+// PUBREL that follows.
+func (l *link) answer(side *mconn, absorb map[uint16]struct{}, pid uint16, qos byte) {
 	switch qos {
 	case 1:
-		l.local.send(&wire.Ack{Kind: wire.PUBACK, PacketID: pid})
+		side.send(&wire.Ack{Kind: wire.PUBACK, PacketID: pid})
 	case 2:
 		l.b.mu.Lock()
-		l.absorbOut[pid] = struct{}{}
+		absorb[pid] = struct{}{}
 		l.b.mu.Unlock()
-		l.local.send(&wire.Ack{Kind: wire.PUBREC, PacketID: pid})
+		side.send(&wire.Ack{Kind: wire.PUBREC, PacketID: pid})
 	}
 }
 
@@ -354,20 +363,6 @@ func (l *link) release(st inState) {
 		case <-l.sem:
 		default:
 		}
-	}
-}
-
-// answerRemote completes a remote delivery the local broker will not
-// acknowledge.
-func (l *link) answerRemote(pid uint16, qos byte) {
-	switch qos {
-	case 1:
-		l.remote.send(&wire.Ack{Kind: wire.PUBACK, PacketID: pid})
-	case 2:
-		l.b.mu.Lock()
-		l.absorbIn[pid] = struct{}{}
-		l.b.mu.Unlock()
-		l.remote.send(&wire.Ack{Kind: wire.PUBREC, PacketID: pid})
 	}
 }
 
