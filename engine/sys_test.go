@@ -131,6 +131,12 @@ func TestSysTopics(t *testing.T) {
 	if !pollUntil(5*time.Second, func() bool { return tb.b.Stats().Traffic.BytesSent.Load() >= n*100 }) {
 		t.Fatalf("bytes sent %d", tb.b.Stats().Traffic.BytesSent.Load())
 	}
+	// Session teardown is asynchronous to the socket closing: wait for
+	// "away" and "sys-1" to have left (wild and pub connected; away's
+	// persistent session kept).
+	if !pollUntil(5*time.Second, func() bool { g := tb.b.Gauges(); return g.Connected == 2 && g.Sessions == 3 }) {
+		t.Fatalf("gauges %+v, want 2 connected of 3 sessions", tb.b.Gauges())
+	}
 	clock.add(30 * time.Second)
 	tb.b.PublishSys()
 	if p, err := wild.Recv(300 * time.Millisecond); err == nil {
