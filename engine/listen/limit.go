@@ -2,10 +2,12 @@ package listen
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Connection limits.
@@ -162,6 +164,22 @@ func (c *limitedConn) Close() error {
 
 // Unwrap returns the underlying connection (a *net.TCPConn for TCP).
 func (c *limitedConn) Unwrap() net.Conn { return c.Conn }
+
+// errNoRawConn: the wrapped connection has no file descriptor of its own.
+var errNoRawConn = errors.New("listen: the wrapped connection has no raw file descriptor")
+
+// SyscallConn is the wrapped connection's, when it has one (a TCP or Unix
+// socket): the broker's idle readers wait on the descriptor without a read
+// buffer (engine/idle.go), and without this method a connection limit would
+// silently cost every idle connection its read buffer. A wrapped connection
+// that buffers data of its own (WebSocket) has none, so that nothing waits
+// on a socket while data sits in a buffer above it.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNoRawConn
+}
 
 // RemoteIP returns the IP address of a remote address (IPv4-mapped IPv6
 // addresses as IPv4, without zone), or the zero Addr if it has none (a Unix
