@@ -602,6 +602,7 @@ func (t *txn) removeEntry(client string, qseq uint64) error {
 	case state == entryUnknown && complete:
 		return fmt.Errorf("store: entry cache: seq %d of %q missing from a complete window", qseq, client)
 	case state == entryUnknown:
+		cache.removedUncached() // a page read before now may hold it (prefill)
 		if !t.b.Indexed() {
 			return fmt.Errorf("store: internal: removing %q/%d needs a read in a batch without an index", client, qseq)
 		}

@@ -24,6 +24,16 @@ package store
 //     always safe — an empty cache only means reads.
 //   - Memory is bounded: at most entryCacheMax slots in all, entryWindowMax
 //     per client; a session's window goes with its queue (dropSession).
+//   - A page read from a snapshot (ReadQueue) may extend a window past its
+//     end (prefill), so that the acks of a backlog drained from disk read
+//     nothing either. The page is the truth at its snapshot; it is still the
+//     truth for the seqs at or past the window's end unless one of them was
+//     removed since, and every such removal is one the cache did not cover,
+//     which bumps uncached (as do reset and dropped). So a page is added
+//     only if uncached is what it was when the snapshot was taken (under
+//     Store.mu, like every change of the cache), and only past w.end(): a
+//     seq below it that was in the window may have been removed through the
+//     cache since, which uncached does not count.
 
 // The limits (variables so that tests can make them small).
 var (
@@ -61,6 +71,10 @@ type entryCache struct {
 	clients map[string]*entryWindow
 	total   int  // slots held
 	off     bool // tests: no caching at all
+	// uncached counts the removals of entries no window covered, and every
+	// reset and dropped window: a page read from a snapshot taken at another
+	// count may be stale past the windows' ends (prefill).
+	uncached uint64
 }
 
 func (c *entryCache) window(client string) *entryWindow {
@@ -165,9 +179,86 @@ func (c *entryCache) settled(client string, qi QueueInfo) {
 
 // dropped forgets client's window (its queue is gone).
 func (c *entryCache) dropped(client string) {
+	c.uncached++
 	if w := c.window(client); w != nil {
 		c.total -= len(w.slots)
 		delete(c.clients, client)
+	}
+}
+
+// removedUncached records the removal of an entry no window covered.
+func (c *entryCache) removedUncached() { c.uncached++ }
+
+// seqRef is one entry of a page read from the queue.
+type seqRef struct {
+	seq uint64
+	ref entryRef
+}
+
+// prefill adds a page of client's queue, read from a snapshot taken when
+// uncached was token, to the window: refs are the entries (ascending seqs)
+// the snapshot held in [from, end), so every other seq of the range was
+// removed. qi is the queue now. Only seqs at or past the window's end are
+// added (see the invariants); nothing at all if an uncovered removal
+// happened since the snapshot or the range does not adjoin the window.
+// Reaching the queue's end, the window grows with new entries again and
+// covers the whole queue once the head is in it.
+func (c *entryCache) prefill(client string, token, from, end uint64, refs []seqRef, qi QueueInfo) {
+	if c.off || token != c.uncached || from >= end || c.total >= entryCacheMax {
+		return
+	}
+	w := c.window(client)
+	start := from
+	switch {
+	case w == nil:
+		if c.clients == nil {
+			c.clients = make(map[string]*entryWindow)
+		}
+		w = &entryWindow{base: from, capped: true}
+		c.clients[client] = w
+	case len(w.slots) == 0:
+		// Every seq below base was removed through the window or was
+		// never in it; the window restarts at the page (or at base).
+		start = max(from, w.base)
+		w.base = start
+	case w.end() < from:
+		return // a gap the page does not fill
+	default:
+		start = w.end()
+	}
+	i := 0
+	for i < len(refs) && refs[i].seq < start {
+		i++
+	}
+	full := false
+	for seq := start; seq < end; seq++ {
+		if len(w.slots) >= entryWindowMax || c.total >= entryCacheMax {
+			w.capped, w.complete, full = true, false, true
+			break
+		}
+		sl := entrySlot{}
+		if i < len(refs) && refs[i].seq == seq {
+			sl = entrySlot{ref: refs[i].ref, live: true}
+			i++
+		}
+		n := cap(w.slots)
+		w.slots = append(w.slots, sl)
+		if cap(w.slots) != n {
+			w.buf = w.slots[:0]
+		}
+		c.total++
+	}
+	// base is the lowest live seq, as after every take.
+	k := 0
+	for k < len(w.slots) && !w.slots[k].live {
+		k++
+	}
+	w.slots = w.slots[k:]
+	w.base += uint64(k)
+	c.total -= k
+	if !full && end == qi.Next {
+		w.capped = false
+		w.complete = qi.Count == 0 || qi.Head >= w.base
 	}
 }
 
@@ -197,4 +288,5 @@ func (c *entryCache) complete(client string) bool {
 func (c *entryCache) reset() {
 	c.clients = nil
 	c.total = 0
+	c.uncached++
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -173,7 +174,42 @@ func TestEntryCacheMatchesReads(t *testing.T) {
 			wa := &subscriberWorkload{rng: rand.New(rand.NewPCG(seed, 1)), s: a, gen: newWorkload(a, seed)}
 			wb := &subscriberWorkload{rng: rand.New(rand.NewPCG(seed, 1)), s: b, gen: newWorkload(b, seed)}
 			plain := 0
+			reads := rand.New(rand.NewPCG(seed, 2))
 			for i := range commits {
+				if reads.IntN(4) == 0 {
+					// A page read, as a drain makes them (which may extend the
+					// entry cache), sometimes with a commit between its
+					// snapshot and its end (a stale page must not).
+					c := []string{"s0", "s1", "s2", "s3/x"}[reads.IntN(4)]
+					from := a.QueueInfo(c).Head + uint64(reads.IntN(3))
+					limit := reads.IntN(8)
+					var hookErr error
+					during := reads.IntN(3) == 0
+					if during {
+						a.queueReadHook = func() {
+							a.queueReadHook = nil
+							hookErr = commitWaitErr(a, true, wa.commit()...)
+						}
+					}
+					pa, errA := a.ReadQueue(c, from, math.MaxUint64, limit)
+					pb, errB := b.ReadQueue(c, from, math.MaxUint64, limit)
+					if errA != nil || errB != nil || len(pa) != len(pb) {
+						t.Fatalf("read %d of %q from %d: %d entries (%v), without cache %d (%v)", i, c, from, len(pa), errA, len(pb), errB)
+					}
+					for k := range pa {
+						if pa[k].Seq != pb[k].Seq {
+							t.Fatalf("read %d: entry %d has seq %d, without cache %d", i, k, pa[k].Seq, pb[k].Seq)
+						}
+					}
+					if during && a.queueReadHook != nil {
+						a.queueReadHook() // the read returned early: commit after it
+					}
+					if during {
+						if errB := commitWaitErr(b, true, wb.commit()...); (hookErr == nil) != (errB == nil) {
+							t.Fatalf("commit during read %d: with cache %v, without %v", i, hookErr, errB)
+						}
+					}
+				}
 				ea, eb := wa.commit(), wb.commit()
 				if !a.anyReads(ea) && !a.mayDrop(ea) {
 					plain++

@@ -151,9 +151,16 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 		return nil, err
 	}
 	defer s.exitRead()
+	// The snapshot and the entry cache's count of uncovered removals are
+	// taken together, between commits, so that the page can extend the
+	// cache afterwards (prefill, entrycache.go).
+	s.mu.Lock()
+	token := s.entries.uncached
 	snap := s.db.NewSnapshot()
+	s.mu.Unlock()
 	defer snap.Close()
 	var out []QueuedMessage
+	refs := make([]seqRef, 0, min(limit, int(min(to-from, 1024))))
 	errLimit := errors.New("limit")
 	err := s.scanIn(snap, "read queue", queueKey(nil, client, from), queueKey(nil, client, to), func(key, val []byte) error {
 		_, seq, err := queueKeySeq(key)
@@ -165,6 +172,8 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 			return err
 		}
 		out = append(out, qm)
+		e := &qm.Entry
+		refs = append(refs, seqRef{seq: seq, ref: entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil}})
 		if len(out) >= limit {
 			return errLimit
 		}
@@ -172,6 +181,10 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	})
 	if err != nil && err != errLimit {
 		return nil, err
+	}
+	end := to // the page covers [from, end): a full page ends after its last entry
+	if err == errLimit {
+		end = out[len(out)-1].Seq + 1
 	}
 	if s.queueReadHook != nil {
 		s.queueReadHook()
@@ -193,6 +206,9 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 		}
 		out[i].Msg = m
 	}
+	s.mu.Lock()
+	s.entries.prefill(client, token, from, end, refs, s.QueueInfo(client))
+	s.mu.Unlock()
 	return out, nil
 }
 
