@@ -58,6 +58,7 @@ type conn struct {
 	wmu     sync.Mutex
 	ctl     []ctlItem // packets queued for the writer (acks, SUBACK, ...)
 	started bool      // CONNECT handled: a writer may run (writer.go)
+	resumed bool      // CONNECT resumed a session (it may have deliveries at once)
 	// The writer (writer.go): running, asked to look again, stopped for
 	// good; spare is its spare control list.
 	writing, rewake, writerStop bool
@@ -104,11 +105,51 @@ func (c *conn) run() {
 		c.b.forgetConn(c)
 		return
 	}
+	c.writeConnack()
+	go c.serve()
+}
+
+// writeConnack starts the writer after CONNECT. The CONNACK goes out from
+// this goroutine, whose stack CONNECT handling has grown already: a writer
+// goroutine started just for it would grow a stack of its own (profiled, a
+// tenth of the broker's CPU in a connect storm). A new session has nothing
+// else to send; a resumed one, or anything queued meanwhile, gets the
+// writer goroutine as before.
+func (c *conn) writeConnack() {
 	c.wmu.Lock()
 	c.started = true
+	inline := !c.writing && !c.writerStop
+	if inline {
+		c.writing = true // this goroutine is the writer until it says otherwise
+		c.writers.Add(1)
+	}
 	c.wmu.Unlock()
-	c.wake() // CONNACK, and what the session has queued
-	go c.serve()
+	if !inline {
+		c.wake()
+		return
+	}
+	bp := writeBufs.Get().(*[]byte)
+	buf, spare, _ := c.fill((*bp)[:0], c.spare, false)
+	c.spare = spare
+	var err error
+	if len(buf) > 0 {
+		err = c.write(buf, c.b.opts.WriteTimeout)
+	}
+	*bp = buf[:0]
+	writeBufs.Put(bp)
+	c.wmu.Lock()
+	more := c.rewake || c.resumed
+	c.writing, c.rewake = false, false
+	c.wmu.Unlock()
+	c.writers.Done()
+	if err != nil {
+		c.log.Info("write failed; closing connection", "err", err)
+		c.closeWith(endIOError)
+		return
+	}
+	if more {
+		c.wake()
+	}
 }
 
 // connect reads and handles CONNECT; false ends the connection.

@@ -190,6 +190,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	s.conn = c
 	s.mu.Unlock()
 	c.sess = s
+	c.resumed = present
 	b.stats.connected()
 
 	ack := &wire.Connack{SessionPresent: present && p.Version != wire.V31}
