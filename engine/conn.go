@@ -59,6 +59,9 @@ type conn struct {
 	ctl     []ctlItem // packets queued for the writer (acks, SUBACK, ...)
 	started bool      // CONNECT handled: a writer may run (writer.go)
 	resumed bool      // CONNECT resumed a session (it may have deliveries at once)
+	// The reader's read deadline (refreshReadDeadline).
+	deadlineSet time.Time
+	deadlineOff bool
 	// The writer (writer.go): running, asked to look again, stopped for
 	// good; spare is its spare control list.
 	writing, rewake, writerStop bool
@@ -216,17 +219,34 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 	c.tally.wrote(n)
 }
 
+// refreshReadDeadline keeps the read deadline 1.5 × keep alive ahead.
+// Setting it is a timer update, so it is set before a read that may wait
+// on the socket (the buffer is empty) and otherwise — packets still coming
+// from the buffer, the client sent them just now — at most every quarter
+// keep alive: the deadline is then never less than 1.25 × keep alive away.
+// Without keep alive the connect timeout is cleared once.
+func (c *conn) refreshReadDeadline() {
+	if c.keepAlive <= 0 {
+		if !c.deadlineOff {
+			_ = c.nc.SetReadDeadline(time.Time{})
+			c.deadlineOff = true
+		}
+		return
+	}
+	now := time.Now()
+	if c.r.Buffered() == 0 || now.Sub(c.deadlineSet) >= c.keepAlive/4 {
+		_ = c.nc.SetReadDeadline(now.Add(c.keepAlive * 3 / 2))
+		c.deadlineSet = now
+	}
+}
+
 // readLoop reads packets until the connection ends.
 func (c *conn) readLoop() {
 	for {
 		if !c.waitWriter() {
 			return
 		}
-		if c.keepAlive > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
-		} else {
-			_ = c.nc.SetReadDeadline(time.Time{})
-		}
+		c.refreshReadDeadline()
 		// closeWith closes done *before* it sets a past read deadline, so
 		// checking done after setting ours means that either its deadline
 		// overrides ours or we see done here: a busy reader (a client that
