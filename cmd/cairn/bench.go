@@ -296,7 +296,10 @@ func benchTarget(c *cli.Context, side string) (bench.Target, error) {
 		if err != nil {
 			return t, err
 		}
-		t.Launcher = bench.NewProcLauncher(shellQuote(exe) + " --log-level warn serve --listen {addr} --data {dir} --admin 127.0.0.1:0 --listen-ws ''")
+		// No connection limits: every connection of the load generator comes
+		// from 127.0.0.1, and `connect` opens more than the default per-address
+		// limit allows.
+		t.Launcher = bench.NewProcLauncher(shellQuote(exe) + " --log-level warn serve --listen {addr} --data {dir} --admin 127.0.0.1:0 --listen-ws '' --max-connections 0 --max-connections-per-ip 0")
 		if t.Name == "" {
 			t.Name = "cairn"
 		}
