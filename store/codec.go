@@ -149,7 +149,12 @@ func decodeEntryRef(key, val []byte) (entryRef, error) {
 	if err := decode(key, val, &e); err != nil {
 		return entryRef{}, err
 	}
-	return entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil}, nil
+	return e.ref(), nil
+}
+
+// ref is what removing e needs to know about it (e.Body still in place).
+func (e *QueueEntry) ref() entryRef {
+	return entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil}
 }
 
 func scanEntryRef(b []byte) (r entryRef, ok bool) {

@@ -102,12 +102,39 @@ func (c *entryCache) added(client string, seq uint64, ref entryRef, qi QueueInfo
 		w.capped, w.complete = true, false
 		return
 	}
+	c.push(w, entrySlot{ref: ref, live: true})
+}
+
+// push appends sl at the window's end.
+func (c *entryCache) push(w *entryWindow, sl entrySlot) {
 	n := cap(w.slots)
-	w.slots = append(w.slots, entrySlot{ref: ref, live: true})
+	w.slots = append(w.slots, sl)
 	if cap(w.slots) != n {
 		w.buf = w.slots[:0]
 	}
 	c.total++
+}
+
+// popDead drops the removed slots at the window's front, so that base is
+// the lowest live seq; an emptied window keeps a small array for reuse.
+func (c *entryCache) popDead(w *entryWindow) {
+	n := 0
+	for n < len(w.slots) && !w.slots[n].live {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	w.slots = w.slots[n:]
+	w.base += uint64(n)
+	c.total -= n
+	if len(w.slots) == 0 {
+		if cap(w.buf) <= windowKeep {
+			w.slots = w.buf[:0]
+		} else {
+			w.slots, w.buf = nil, nil // let a large array go
+		}
+	}
 }
 
 // take returns the ref of the live entry at seq and marks it removed. state
@@ -126,23 +153,7 @@ func (c *entryCache) take(client string, seq uint64) (entryRef, slotState) {
 	}
 	ref := sl.ref
 	sl.live = false
-	// Pop the removed slots at the front: base stays the lowest live seq.
-	n := 0
-	for n < len(w.slots) && !w.slots[n].live {
-		n++
-	}
-	if n > 0 {
-		w.slots = w.slots[n:]
-		w.base += uint64(n)
-		c.total -= n
-		if len(w.slots) == 0 {
-			if cap(w.buf) <= windowKeep {
-				w.slots = w.buf[:0]
-			} else {
-				w.slots, w.buf = nil, nil // let a large array go
-			}
-		}
-	}
+	c.popDead(w)
 	return ref, entryLive
 }
 
@@ -189,21 +200,15 @@ func (c *entryCache) dropped(client string) {
 // removedUncached records the removal of an entry no window covered.
 func (c *entryCache) removedUncached() { c.uncached++ }
 
-// seqRef is one entry of a page read from the queue.
-type seqRef struct {
-	seq uint64
-	ref entryRef
-}
-
 // prefill adds a page of client's queue, read from a snapshot taken when
-// uncached was token, to the window: refs are the entries (ascending seqs)
-// the snapshot held in [from, end), so every other seq of the range was
-// removed. qi is the queue now. Only seqs at or past the window's end are
-// added (see the invariants); nothing at all if an uncovered removal
-// happened since the snapshot or the range does not adjoin the window.
-// Reaching the queue's end, the window grows with new entries again and
-// covers the whole queue once the head is in it.
-func (c *entryCache) prefill(client string, token, from, end uint64, refs []seqRef, qi QueueInfo) {
+// uncached was token, to the window: page holds the entries (ascending
+// seqs, inline bodies not yet moved out) the snapshot had in [from, end),
+// so every other seq of the range was removed. qi is the queue now. Only
+// seqs at or past the window's end are added (see the invariants); nothing
+// at all if an uncovered removal happened since the snapshot or the range
+// does not adjoin the window. Reaching the queue's end, the window grows
+// with new entries again and covers the whole queue once the head is in it.
+func (c *entryCache) prefill(client string, token, from, end uint64, page []QueuedMessage, qi QueueInfo) {
 	if c.off || token != c.uncached || from >= end || c.total >= entryCacheMax {
 		return
 	}
@@ -227,7 +232,7 @@ func (c *entryCache) prefill(client string, token, from, end uint64, refs []seqR
 		start = w.end()
 	}
 	i := 0
-	for i < len(refs) && refs[i].seq < start {
+	for i < len(page) && page[i].Seq < start {
 		i++
 	}
 	full := false
@@ -236,26 +241,14 @@ func (c *entryCache) prefill(client string, token, from, end uint64, refs []seqR
 			w.capped, w.complete, full = true, false, true
 			break
 		}
-		sl := entrySlot{}
-		if i < len(refs) && refs[i].seq == seq {
-			sl = entrySlot{ref: refs[i].ref, live: true}
+		sl := entrySlot{} // removed before the snapshot
+		if i < len(page) && page[i].Seq == seq {
+			sl = entrySlot{ref: page[i].Entry.ref(), live: true}
 			i++
 		}
-		n := cap(w.slots)
-		w.slots = append(w.slots, sl)
-		if cap(w.slots) != n {
-			w.buf = w.slots[:0]
-		}
-		c.total++
+		c.push(w, sl)
 	}
-	// base is the lowest live seq, as after every take.
-	k := 0
-	for k < len(w.slots) && !w.slots[k].live {
-		k++
-	}
-	w.slots = w.slots[k:]
-	w.base += uint64(k)
-	c.total -= k
+	c.popDead(w)
 	if !full && end == qi.Next {
 		w.capped = false
 		w.complete = qi.Count == 0 || qi.Head >= w.base

@@ -160,7 +160,6 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	s.mu.Unlock()
 	defer snap.Close()
 	var out []QueuedMessage
-	refs := make([]seqRef, 0, min(limit, int(min(to-from, 1024))))
 	errLimit := errors.New("limit")
 	err := s.scanIn(snap, "read queue", queueKey(nil, client, from), queueKey(nil, client, to), func(key, val []byte) error {
 		_, seq, err := queueKeySeq(key)
@@ -172,8 +171,6 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 			return err
 		}
 		out = append(out, qm)
-		e := &qm.Entry
-		refs = append(refs, seqRef{seq: seq, ref: entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil}})
 		if len(out) >= limit {
 			return errLimit
 		}
@@ -189,6 +186,10 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	if s.queueReadHook != nil {
 		s.queueReadHook()
 	}
+	// Before the join below moves inline bodies out of the entries.
+	s.mu.Lock()
+	s.entries.prefill(client, token, from, end, out, s.QueueInfo(client))
+	s.mu.Unlock()
 	// Join bodies in a second pass, outside the queue iterator; a body
 	// shared by consecutive entries (one client matched twice) is read once.
 	for i := range out {
@@ -206,9 +207,6 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 		}
 		out[i].Msg = m
 	}
-	s.mu.Lock()
-	s.entries.prefill(client, token, from, end, refs, s.QueueInfo(client))
-	s.mu.Unlock()
 	return out, nil
 }
 
