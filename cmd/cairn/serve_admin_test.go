@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cairn serve opens the admin endpoint (flag, CAIRN_ADMIN, config key),
@@ -36,6 +37,19 @@ func TestServeAdminEndpoint(t *testing.T) {
 	addr, _ := rec["addr"].(string)
 	if addr == "" {
 		t.Fatalf("no admin endpoint in the log:\n%s", b.logs.tail(logTail))
+	}
+	// /readyz turns 200 once every listener accepts, a moment after the MQTT
+	// listener's "listening" line that startBroker waits for.
+	ready := func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	if !waitFor(5*time.Second, ready) {
+		t.Fatal("/readyz did not turn 200")
 	}
 	// One listener serves health, readiness, the metrics, the endpoints
 	// cairn inspect reads and the actions.
