@@ -35,6 +35,7 @@ type Broker struct {
 	listeners map[net.Listener]struct{}
 	closing   bool
 	connWG    sync.WaitGroup
+	connectW  connectWorkers // CONNECT handling (connectpool.go)
 
 	connects idLocks
 	stats    Stats
@@ -86,6 +87,7 @@ func New(st *store.Store, opts Options) *Broker {
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 	}
+	b.connectW.init()
 	b.deadl = newDeadlines(opts.Now, b.onDeadlines)
 	b.sec.connLimit = listen.NewConnLimiter(opts.Limits.MaxConnections, opts.Limits.MaxConnectionsPerIP)
 	return b
@@ -111,7 +113,7 @@ func (b *Broker) serveConn(nc net.Conn, lis *Listener) bool {
 	b.connWG.Add(1)
 	b.mu.Unlock()
 	b.stats.ConnectionsTotal.Add(1)
-	go c.run()
+	b.connectW.start(c)
 	return true
 }
 
@@ -144,7 +146,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		c.shutdown()
 	}
 	done := make(chan struct{})
-	go func() { b.connWG.Wait(); close(done) }()
+	go func() { b.connWG.Wait(); b.connectW.shutdown(); close(done) }()
 	select {
 	case <-done:
 		return nil
