@@ -60,6 +60,11 @@ func runConnect(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		t := time.Now()
 		o := e.connOpts(cfg, e.clientID("c", i), cfg.Clean)
 		o.BufSize = 4 << 10 // idle connections
+		// A keep alive, as idle clients have (60 s is mosquitto_sub's and
+		// paho's default). The connections live for seconds, far less
+		// than the 90 s after which a broker may close a silent one, so
+		// the client needs no PINGREQs.
+		o.KeepAlive = 60
 		c, err := dial(ctx, e.addr, o)
 		d := time.Since(t)
 		mu.Lock()

@@ -91,6 +91,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	if !ok {
 		return false
 	}
+	c.enableTCPKeepAlive()      // only for keep alive 0 (tcpkeepalive.go)
 	if !c.admitConnect(p, id) { // limits, passwords, certificates, will ACL (authz.go)
 		return false
 	}

@@ -9,6 +9,7 @@ package main
 // startup log says which listener admits whom.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -209,7 +210,7 @@ func serveListeners(b *engine.Broker, cfg *serveConfig, log *slog.Logger, served
 	}
 	var ls []lis
 
-	l, err := net.Listen("tcp", cfg.Listen)
+	l, err := listenTCP(cfg.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
@@ -227,7 +228,7 @@ func serveListeners(b *engine.Broker, cfg *serveConfig, log *slog.Logger, served
 			return nil, nil, err
 		}
 		b.OnReload("TLS certificates", t.Reload)
-		tl, err := net.Listen("tcp", sec.ListenTLS)
+		tl, err := listenTCP(sec.ListenTLS)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("listening on %s: %w", sec.ListenTLS, err)
@@ -305,4 +306,13 @@ func reloadOnHUP(b *engine.Broker, log *slog.Logger) (stop func()) {
 		close(done)
 		<-finished
 	}
+}
+
+// listenTCP opens an MQTT listener without Go's default TCP keep-alive on
+// accepted connections: MQTT's own keep alive finds dead peers, and the
+// broker enables TCP keep-alive for the clients that ask for none
+// (engine/tcpkeepalive.go).
+func listenTCP(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
