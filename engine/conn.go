@@ -69,6 +69,7 @@ type conn struct {
 	spare                       []ctlItem
 
 	closeOnce sync.Once
+	sentFinal atomic.Bool   // a DISCONNECT or refusing CONNACK went out: the close lingers (linger.go)
 	done      chan struct{} // closed when the connection is ending
 	why       closeReason
 	pub       wire.Publish            // the writer's scratch PUBLISH (appendAction)
@@ -103,7 +104,7 @@ func (c *conn) run() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
 	if !c.handshake() || !c.connect() {
 		c.tally.flushRx()
-		c.nc.Close()
+		c.closeSocket() // lingers after a refusing CONNACK (linger.go)
 		close(c.finished)
 		c.b.forgetConn(c)
 		return
@@ -212,6 +213,9 @@ func (c *conn) writeNow(p wire.Packet, v wire.Version) {
 	if err != nil {
 		c.log.Error("encoding packet", "packet", p.Type(), "err", err)
 		return
+	}
+	if ack, ok := p.(*wire.Connack); ok && ack.ReasonCode != 0 {
+		c.sentFinal.Store(true)
 	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	n, _ := c.nc.Write(buf)
@@ -333,6 +337,7 @@ func (c *conn) disconnectWith(code wire.ReasonCode, reason string) {
 			d.Props = &wire.Properties{ReasonString: reason}
 		}
 		c.send(d)
+		c.sentFinal.Store(true)
 	}
 }
 
@@ -437,8 +442,13 @@ func (c *conn) teardown() {
 	c.closeWith(endIOError)
 	c.pl.close()
 	c.stopWriter()
-	c.nc.Close()
-	c.b.detach(c)
+	if !c.lingers() {
+		c.nc.Close()
+		c.b.detach(c)
+		return
+	}
+	c.b.detach(c) // wills and take-overs do not wait for the linger
+	c.closeSocket()
 }
 
 // failCommit ends the connection when the store could not commit what a

@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"crypto/tls"
+	"time"
+)
+
+// The lingering close.
+//
+// When the broker ends a connection with a final packet — a 5.0 DISCONNECT
+// with its reason code, a CONNACK refusing the connection — the client must
+// be able to read it. Closing the socket while the client's own packets are
+// still arriving defeats that: a socket closed with unread input, or one
+// that receives data after the close, answers with a TCP RST, and the
+// client's kernel then reports "connection reset" and discards what it had
+// not read yet, the DISCONNECT included. (The Paho interoperability suite's
+// flow-control test shows it every time: 65 QoS 2 publishes against a
+// Receive Maximum of 64, the client still sending PUBRELs when the broker's
+// DISCONNECT 0x93 arrives.)
+//
+// So such a connection lingers, as HTTP servers do: the broker half-closes
+// it (FIN after the final packet) and reads and discards whatever the
+// client still sends, until the client closes (EOF), lingerTime passes or
+// lingerBytes were discarded, whichever comes first; then it closes. The
+// linger happens after the session has been detached (wills, take-overs do
+// not wait for it), and not at all for a take-over or a shutdown, which
+// must not be slowed down by a silent old client.
+
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 64 << 10
+)
+
+// lingers reports whether closing this connection should linger.
+func (c *conn) lingers() bool {
+	if !c.sentFinal.Load() {
+		return false
+	}
+	switch c.why {
+	case endShutdown, endTakeover:
+		return false
+	}
+	return true
+}
+
+// closeSocket closes the connection's socket, lingering first if a final
+// packet went out (see above).
+func (c *conn) closeSocket() {
+	if c.lingers() {
+		c.linger()
+	}
+	c.nc.Close()
+}
+
+// linger half-closes the socket and discards the client's input for a
+// bounded time and amount.
+func (c *conn) linger() {
+	switch x := c.nc.(type) {
+	case *tls.Conn:
+		_ = x.CloseWrite() // close_notify, then FIN
+	default:
+		tc := tcpConnOf(c.nc)
+		if tc == nil {
+			return // not TCP (WebSocket, pipe): nothing to half-close
+		}
+		_ = tc.CloseWrite()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	var buf [2048]byte
+	for n := 0; n < lingerBytes; {
+		k, err := c.nc.Read(buf[:])
+		n += k
+		if err != nil {
+			return
+		}
+	}
+}
