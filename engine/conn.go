@@ -104,7 +104,8 @@ func (c *conn) run() {
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.b.opts.ConnectTimeout))
 	if !c.handshake() || !c.connect() {
 		c.tally.flushRx()
-		c.closeSocket() // lingers after a refusing CONNACK (linger.go)
+		c.closeWith(endIOError) // c.why, read by closeSocket, is set under closeOnce: a Shutdown may race
+		c.closeSocket()         // lingers after a refusing CONNACK (linger.go)
 		close(c.finished)
 		c.b.forgetConn(c)
 		return
