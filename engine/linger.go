@@ -1,9 +1,6 @@
 package engine
 
-import (
-	"crypto/tls"
-	"time"
-)
+import "time"
 
 // The lingering close.
 //
@@ -53,17 +50,13 @@ func (c *conn) closeSocket() {
 }
 
 // linger half-closes the socket and discards the client's input for a
-// bounded time and amount.
+// bounded time and amount. Only a byte stream is half-closed: TCP (through
+// the connection limiter's wrapper) or TLS (close_notify); a WebSocket has
+// a closing handshake of its own (listen.wsConn.Close) and no CloseWrite.
 func (c *conn) linger() {
-	switch x := c.nc.(type) {
-	case *tls.Conn:
-		_ = x.CloseWrite() // close_notify, then FIN
-	default:
-		tc := tcpConnOf(c.nc)
-		if tc == nil {
-			return // not TCP (WebSocket, pipe): nothing to half-close
-		}
-		_ = tc.CloseWrite()
+	hc, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || hc.CloseWrite() != nil {
+		return
 	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTime))
 	var buf [2048]byte

@@ -47,6 +47,23 @@ func TestFinalPacketSurvivesUnreadInput(t *testing.T) {
 		c.expectDisconnect(t, wire.ProtocolError)
 	})
 
+	t.Run("DISCONNECT over TLS", func(t *testing.T) {
+		e := newTLSEnv(t, engine.Options{}, false, "", true)
+		c, err := dialTLS(t, e.addr, e.config(), wire.V5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack := c.Connect(t, session5("linger-tls", true, 0)); ack.ReasonCode != wire.Success {
+			t.Fatalf("CONNACK 0x%02X", byte(ack.ReasonCode))
+		}
+		second, err := wire.AppendPacket(nil, &wire.Connect{Version: wire.V5, ClientID: "again", CleanStart: true}, wire.V5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sendLate(t, c, second)
+		c.expectDisconnect(t, wire.ProtocolError)
+	})
+
 	t.Run("refusing CONNACK", func(t *testing.T) {
 		r := dialRawV(t, tb.addr, wire.V5)
 		bad, err := wire.AppendPacket(nil, &wire.Connect{Version: wire.V5, ClientID: "$bridge/not-yours", CleanStart: true}, wire.V5)

@@ -165,6 +165,15 @@ func (c *limitedConn) Close() error {
 // Unwrap returns the underlying connection (a *net.TCPConn for TCP).
 func (c *limitedConn) Unwrap() net.Conn { return c.Conn }
 
+// CloseWrite half-closes the underlying connection if it can (TCP): the
+// broker's lingering close sends its FIN through the wrapper.
+func (c *limitedConn) CloseWrite() error {
+	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return hc.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // errNoRawConn: the wrapped connection has no file descriptor of its own.
 var errNoRawConn = errors.New("listen: the wrapped connection has no raw file descriptor")
 
