@@ -205,6 +205,23 @@ func (s *soakRun) usage() store.Usage {
 	return u
 }
 
+// settledUsage is usage after a pass once Pebble's own background work has
+// had a moment: its disk figure counts a compaction's output while the
+// compaction runs and obsolete files until a background job deletes them,
+// so a sample taken in the middle of that (a loaded machine) can be above
+// the bound by what is being freed. Above the bound, it samples again for
+// up to two seconds and keeps the smallest figure.
+func (s *soakRun) settledUsage() store.Usage {
+	u := s.usage()
+	for end := time.Now().Add(2 * time.Second); u.Disk > soakBound(u) && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+		if v := s.usage(); v.Disk < u.Disk {
+			u = v
+		}
+	}
+	return u
+}
+
 // runSoak runs the randomized workload for rounds rounds (each one second
 // of the fake clock) or until budget is spent.
 func runSoak(t *testing.T, seed uint64, task bool, rounds int, budget time.Duration) *soakRun {
@@ -236,7 +253,9 @@ func runSoak(t *testing.T, seed uint64, task bool, rounds int, budget time.Durat
 		if task && round%10 == 9 {
 			s.compact() // --compact-interval 10s
 		}
-		if round%10 == 9 {
+		if round%10 == 9 && task {
+			s.samples = append(s.samples, s.settledUsage())
+		} else if round%10 == 9 {
 			s.samples = append(s.samples, s.usage())
 		}
 	}
