@@ -50,6 +50,7 @@ func (b *Broker) detach(c *conn) {
 	}
 	rec := s.rec
 	next := nextDeadline(&s.rec, s.will)
+	orphans := sharedUnacked(s) // a clean session's shared messages (sharedhandoff.go)
 	s.mu.Unlock()
 
 	var evs []*store.Event
@@ -63,6 +64,7 @@ func (b *Broker) detach(c *conn) {
 	switch {
 	case !s.persistent:
 		b.dropSession(s, now)
+		b.handOff(s.id, orphans, now) // after dropSession: it is out of its groups
 	case rec.ExpiryInterval == 0:
 		evs = append(evs, b.dropSession(s, now)...)
 	default:

@@ -58,7 +58,7 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 			r.stored = append(r.stored, s)
 			continue
 		}
-		r.volatile = append(r.volatile, volatileDelivery{s: s, d: session.Delivery{QoS: qos, Retain: retain, SubIDs: cloneIDs(m.SubIDs), Msg: msg}})
+		r.volatile = append(r.volatile, volatileDelivery{s: s, d: session.Delivery{QoS: qos, Retain: retain, SubIDs: cloneIDs(m.SubIDs), Msg: msg, Group: m.Group}})
 	}
 	clear(matches)
 	*mp = matches[:0]

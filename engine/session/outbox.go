@@ -1,6 +1,11 @@
 package session
 
-import "github.com/cairn-mqtt/cairn/store"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/cairn-mqtt/cairn/store"
+)
 
 // Outbox invariants:
 //   - Every in-flight entry's packet id is pidFor(seq), and no two in-flight
@@ -28,6 +33,10 @@ type Delivery struct {
 	// State is the stored queue state (store.StateQueued/Sent/Pubrec) when the
 	// delivery was loaded from the store.
 	State byte
+	// Group is the shared subscription ("$share/<name>/<filter>") that chose
+	// this session for the message, "" for an ordinary subscription: a clean
+	// session that ends before acknowledging it hands it to another member.
+	Group string
 }
 
 // ActionKind says what the connection must send.
@@ -321,6 +330,27 @@ func (o *Outbox) Inflights() []*Inflight {
 	out := make([]*Inflight, 0, len(o.inflight))
 	for _, in := range o.inflight {
 		out = append(out, &in)
+	}
+	return out
+}
+
+// Unacknowledged returns, in queue order, the QoS 1/2 deliveries the client
+// has not acknowledged and keep accepts: those in flight without a PUBREC,
+// then those still waiting in memory. (A QoS 2 delivery whose PUBREC arrived
+// has been received; only its PUBREL exchange is left.) Nothing is
+// allocated when keep accepts none.
+func (o *Outbox) Unacknowledged(keep func(*Delivery) bool) []Delivery {
+	var out []Delivery
+	for _, in := range o.inflight {
+		if !in.PubrecIn && keep(&in.Delivery) {
+			out = append(out, in.Delivery)
+		}
+	}
+	slices.SortFunc(out, func(a, b Delivery) int { return cmp.Compare(a.Seq, b.Seq) })
+	for i := range o.pending {
+		if d := &o.pending[i]; d.QoS > 0 && keep(d) {
+			out = append(out, *d)
+		}
 	}
 	return out
 }

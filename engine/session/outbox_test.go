@@ -176,3 +176,47 @@ func TestRefused(t *testing.T) {
 		t.Fatal("Refused applied after a successful PUBREC")
 	}
 }
+
+// Unacknowledged lists, in queue order, what the client has not
+// acknowledged: in flight without PUBREC, then pending; not what is done, not
+// QoS 0, not a QoS 2 delivery whose PUBREC arrived.
+func TestUnacknowledged(t *testing.T) {
+	o := New(Config{Window: 3, MemCap: 10, QoS0Cap: 10}, 0, 0, 0)
+	msg := &store.Message{Topic: "t"}
+	for _, q := range []byte{1, 2, 2, 0, 1, 1} {
+		if !o.Push(Delivery{QoS: q, Msg: msg}) {
+			t.Fatal("push refused")
+		}
+	}
+	var sent []Action
+	for {
+		a, ok := o.Next()
+		if !ok {
+			break
+		}
+		sent = append(sent, a)
+	}
+	if len(sent) != 4 { // the QoS 0 one and a window of 3
+		t.Fatalf("sent %d, want 4", len(sent))
+	}
+	var ids []uint16
+	for _, a := range sent {
+		if a.Delivery.QoS > 0 {
+			ids = append(ids, a.PacketID)
+		}
+	}
+	o.Ack(4, ids[0]) // PUBACK of the first QoS 1: done
+	o.Ack(5, ids[1]) // PUBREC of the first QoS 2: received
+	got := o.Unacknowledged(func(*Delivery) bool { return true })
+	var qos []byte
+	for _, d := range got {
+		qos = append(qos, d.QoS)
+	}
+	// In flight: the second QoS 2; pending: the two QoS 1 behind the window.
+	if len(got) != 3 || qos[0] != 2 || qos[1] != 1 || qos[2] != 1 || !(got[0].Seq < got[1].Seq && got[1].Seq < got[2].Seq) {
+		t.Fatalf("Unacknowledged = %+v", got)
+	}
+	if none := o.Unacknowledged(func(d *Delivery) bool { return d.Group != "" }); none != nil {
+		t.Fatalf("Unacknowledged with a filter that keeps none = %+v", none)
+	}
+}

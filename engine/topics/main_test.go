@@ -17,6 +17,7 @@ func TestMain(m *testing.M) {
 func normalize(ms []Match) []Match {
 	out := make([]Match, len(ms))
 	for i, m := range ms {
+		m.Group = "" // which group chose the client: TestPickShared
 		m.SubIDs = slices.Clone(m.SubIDs)
 		if len(m.SubIDs) == 0 {
 			m.SubIDs = nil

@@ -13,6 +13,7 @@ type Match struct {
 	RetainAsPublished bool     // true if any matching subscription has it
 	SubIDs            []uint32 // all non-zero subscription ids of matching subscriptions (order unspecified; may be empty but non-nil)
 	Shared            bool     // chosen as the member of a shared-subscription group
+	Group             string   // with Shared: the group's filter as subscribed, "$share/<name>/<filter>" (for Trie.PickShared)
 }
 
 // Match appends to dst one entry per client whose non-shared subscriptions
@@ -142,7 +143,9 @@ func (m *matcher) collect(n *node) {
 	}
 	for _, g := range n.groups {
 		if s, ok := g.pick(m.publisher, m.online); ok {
-			merge(m.push(s.client, true), &s.sub)
+			e := m.push(s.client, true)
+			e.Group = g.filter
+			merge(e, &s.sub)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import "sync/atomic"
 // under a different filter is a different group.
 type group struct {
 	name    string
+	filter  string // as subscribed, "$share/<name>/<filter>": the group's identity outside the trie
 	members subSet
 	// next is the round-robin cursor: the position in members.list where the
 	// search for the next receiver starts. It is advanced atomically because
@@ -63,4 +64,35 @@ func (g *group) pick(publisher string, online func(string) bool) (*subscriber, b
 			return &list[chosen], true
 		}
 	}
+}
+
+// PickShared chooses a member of the shared group filter ("$share/<name>/
+// <filter>", as subscribed) the way Match would for its next message, for a
+// message that must go to another member (its first member's session ended
+// before the message was acknowledged). It reports false when the group has
+// no members left. online is as for Match.
+func (t *Trie) PickShared(filter string, online func(client string) bool) (Match, bool) {
+	name, f, shared := SplitShared(filter)
+	if !shared {
+		return Match{}, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := t.walk(f, false)
+	if n == nil {
+		return Match{}, false
+	}
+	for _, g := range n.groups {
+		if g.name != name {
+			continue
+		}
+		s, ok := g.pick("", online)
+		if !ok {
+			return Match{}, false
+		}
+		m := Match{Client: s.client, Shared: true, Group: g.filter, SubIDs: []uint32{}}
+		merge(&m, &s.sub)
+		return m, true
+	}
+	return Match{}, false
 }

@@ -93,7 +93,7 @@ func (t *Trie) Subscribe(client, filter string, sub Sub) (isNew bool) {
 		}
 	}
 	if g == nil {
-		g = &group{name: name}
+		g = &group{name: name, filter: filter}
 		n.groups = append(n.groups, g)
 	}
 	g.members.put(cs.id, sub)

@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/cairn-mqtt/cairn/engine/session"
+	"github.com/cairn-mqtt/cairn/store"
+)
+
+// Handing a shared subscription's messages to another member.
+//
+// A shared subscription gives each message to one member. If that member's
+// session ends before it acknowledged a QoS 1/2 message, MQTT 5.0 §4.8.2 says
+// the server SHOULD send the message to another member of the group. A
+// persistent member's session outlives its connection (its queue is in the
+// store and is delivered when it reconnects), so this is about clean
+// sessions — 3.1.1 clean session 1, 5.0 session expiry 0 — the usual shape
+// of a pool of workers, whose unacknowledged messages live only in memory
+// and would otherwise be lost with the session.
+//
+// When such a session ends (detach), the deliveries its shared
+// subscriptions gave it and the client did not acknowledge (in flight
+// without PUBREC, or not yet sent; session.Outbox.Unacknowledged) go, in
+// their order, to the member the group picks next, as a new message would: a
+// clean member gets it from memory, a persistent one in its stored queue,
+// committed and synced first like any publish to it. The session is already
+// out of the trie, so it cannot be picked again. Expired messages, and
+// messages of a group with no member left, are dropped as the session's
+// other messages are.
+
+// sharedUnacked is what a clean session's shared subscriptions gave it that
+// the client did not acknowledge. Called with s.mu held.
+func sharedUnacked(s *Session) []session.Delivery {
+	if s.persistent {
+		return nil
+	}
+	return s.out.Unacknowledged(func(d *session.Delivery) bool { return d.Group != "" })
+}
+
+// handOff gives ds, taken from an ended clean session, to other members of
+// their groups.
+func (b *Broker) handOff(from string, ds []session.Delivery, now time.Time) {
+	var (
+		evs    []*store.Event
+		stored []*routed
+	)
+	for _, d := range ds {
+		if d.Msg.ExpiresAt != 0 && d.Msg.ExpiresAt <= now.UnixNano() {
+			b.stats.drop(DropExpired, 1)
+			continue
+		}
+		m, ok := b.subs.PickShared(d.Group, b.isOnline)
+		if !ok {
+			b.log.Debug("unacknowledged shared message dropped: no member left", "client", from, "group", d.Group, "topic", d.Msg.Topic)
+			continue
+		}
+		s := b.lookup(m.Client)
+		if s == nil || !b.mayReceive(s, d.Msg.Topic) {
+			continue
+		}
+		qos := min(d.Msg.QoS, m.QoS)
+		retain := m.RetainAsPublished && d.Msg.Retain
+		b.log.Debug("unacknowledged shared message handed to another member", "from", from, "to", m.Client, "group", d.Group, "topic", d.Msg.Topic)
+		if !s.persistent || qos == 0 {
+			b.deliver(s, session.Delivery{QoS: qos, Retain: retain, SubIDs: m.SubIDs, Msg: d.Msg, Group: m.Group}, nil)
+			continue
+		}
+		// A new stored copy for the persistent member. Not a retained
+		// publish (the retained value was set when it was published), so
+		// the copy's Retain is off; the delivery's flag is in the target.
+		msg := *d.Msg
+		msg.Retain = false
+		r := &routed{msg: &msg}
+		r.stored = append(r.stBuf[:0], s)
+		r.tgBuf[0] = store.Target{Client: m.Client, QoS: qos, Retain: retain, SubIDs: m.SubIDs}
+		r.evBuf = store.Event{Kind: store.EvPublished, Time: now.UnixNano(), Client: msg.From, Msg: &msg, Targets: r.tgBuf[:1]}
+		r.ev = &r.evBuf
+		b.limitQueues(r, false)
+		evs = append(evs, r.ev)
+		stored = append(stored, r)
+	}
+	if len(evs) == 0 {
+		return
+	}
+	b.commit(evs, true, func(err error) {
+		if err != nil {
+			b.log.Error("store commit failed handing shared messages to another member", "client", from, "err", err)
+			return
+		}
+		for _, r := range stored {
+			r.deliver(b)
+		}
+	})
+}

@@ -1,0 +1,51 @@
+package engine_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/wire"
+)
+
+// A QoS 1 message a shared subscription gave a clean-session member that
+// ended its session without acknowledging it goes to another member of the
+// group (MQTT 5.0 §4.8.2, SHOULD): an online clean one first; when that one
+// leaves unacknowledged too, the remaining persistent member, offline, gets
+// it in its stored queue, which keeps it across a restart.
+func TestSharedUnackedGoesToAnotherMember(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	const group = "$share/pool/jobs/#"
+	w1 := dialV5(t, tb.addr, "worker-1", true, 0)
+	w1.subscribe5(t, 1, nil, sub5(group, 1))
+	pub := dialV5(t, tb.addr, "producer", true, 0)
+	pub.publishQoS1(t, 1, "jobs/1", "one", nil)
+	if p := w1.expectPublish(t, 5*time.Second); string(p.Payload) != "one" {
+		t.Fatalf("worker-1 got %q", p.Payload)
+	}
+
+	w2 := dialV5(t, tb.addr, "worker-2", true, 0)
+	w2.subscribe5(t, 1, nil, sub5(group, 1))
+	w1.Close() // no PUBACK: its session ends with the message unacknowledged
+	p := w2.expectPublish(t, 5*time.Second)
+	if string(p.Payload) != "one" || p.Topic != "jobs/1" || p.QoS != 1 || p.Dup {
+		t.Fatalf("worker-2 got %+v, want the unacknowledged message as a new delivery", p)
+	}
+
+	w3 := dialV5(t, tb.addr, "worker-3", true, 3600) // persistent
+	w3.subscribe5(t, 1, nil, sub5(group, 1))
+	w3.Send(&wire.Disconnect{})
+	w3.expectClosed(t, 5*time.Second)
+	time.Sleep(50 * time.Millisecond) // its session is offline now
+	w2.Close()                        // unacknowledged again
+	pub.Close()
+	tb.restart() // Shutdown waits for the hand-off's commit
+
+	w3 = dialV5(t, tb.addr, "worker-3", false, 3600)
+	p = w3.expectPublish(t, 5*time.Second)
+	if string(p.Payload) != "one" || p.QoS != 1 {
+		t.Fatalf("worker-3 got %+v after the restart, want the message from its stored queue", p)
+	}
+	w3.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})
+	w3.expectSilence(t, 200*time.Millisecond) // once, nothing else
+}
