@@ -28,6 +28,7 @@ type Session struct {
 	// whether the client failed to make room in time.
 	roomCh  chan struct{}
 	stalled bool
+	unlink  sync.Once // unlinkSession (expiry.go)
 }
 
 func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow uint64) *Session {

@@ -1,0 +1,66 @@
+package engine_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairn-mqtt/cairn/engine"
+)
+
+// A clean session's teardown and a new CONNECT of its client id can unlink
+// the old session at the same time. The new session's subscriptions — the
+// trie keys them by client id, like the old one's — must not be removed by
+// the old session's unlink still under way: here it is held half-way
+// (subscriptions removed, session not yet) while the new connection
+// subscribes, and the message published afterwards must arrive. (Before,
+// the unlink dropped the session first and its subscriptions after; a new
+// session subscribing in between lost its subscription in memory while the
+// store kept it, and its messages were acknowledged to the publisher and
+// routed to nobody.)
+func TestNewSessionKeepsSubscriptionsDuringOldUnlink(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	paused := make(chan struct{})
+	release := make(chan struct{})
+	var once atomic.Bool
+	engine.SetUnlinkPause(func(id string) {
+		if id != "flip" || !once.CompareAndSwap(false, true) {
+			return
+		}
+		close(paused)
+		<-release
+	})
+	t.Cleanup(func() { engine.SetUnlinkPause(nil) })
+
+	old := dialRaw(t, tb.addr)
+	old.connect(t, "flip", true, 30, nil)
+	old.Close() // its teardown unlinks the clean session, and stops half-way
+	select {
+	case <-paused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the clean session's unlink did not run")
+	}
+
+	subscribed := make(chan *rawConn, 1)
+	go func() {
+		c := dialRaw(t, tb.addr)
+		c.connect(t, "flip", false, 30, nil) // a persistent session for the same id
+		c.subscribe(t, 1, "flip/t", 1)
+		subscribed <- c
+	}()
+	time.Sleep(200 * time.Millisecond) // the new CONNECT (and SUBSCRIBE, if it is not held) happen now
+	close(release)
+	var sub *rawConn
+	select {
+	case sub = <-subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the new connection never subscribed")
+	}
+
+	pub := dialRaw(t, tb.addr)
+	pub.connect(t, "flip-pub", true, 30, nil)
+	pub.publishQoS1(t, 1, "flip/t", "after", nil)
+	if p := sub.expectPublish(t, 5*time.Second); string(p.Payload) != "after" {
+		t.Fatalf("got %q", p.Payload)
+	}
+}
