@@ -105,14 +105,17 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	}
 	if old != nil {
 		old.mu.Lock()
-		oc := old.conn
+		oc, detaching := old.conn, old.detaching
 		old.mu.Unlock()
 		if oc != nil {
 			b.stats.SessionsTakenOver.Add(1)
 			c.log.Info("client id taken over by a new connection")
 			oc.takeover()
+			detaching = oc.finished // closed after its teardown, detach included
+		}
+		if detaching != nil { // closed long ago for a session that is simply offline
 			select {
-			case <-oc.finished:
+			case <-detaching:
 			case <-time.After(takeoverWait):
 				c.log.Error("previous connection did not finish; refusing take-over")
 				return c.refuse(wire.ConnRefusedServerUnavailable, wire.ServerBusy, "take-over timed out")

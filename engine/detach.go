@@ -26,6 +26,13 @@ func (b *Broker) detach(c *conn) {
 		return
 	}
 	s.conn = nil
+	// Until this detach is over — the session dropped or marked offline,
+	// its store events applied — a CONNECT of the same client id waits
+	// (handleConnect), so it neither resumes a session being dropped nor
+	// logs its own session-opened ahead of this session-dropped.
+	detached := make(chan struct{})
+	s.detaching = detached
+	defer close(detached)
 	survives := s.persistent && s.rec.ExpiryInterval != 0
 	var will *store.Will
 	switch c.why {

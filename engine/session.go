@@ -29,6 +29,9 @@ type Session struct {
 	roomCh  chan struct{}
 	stalled bool
 	unlink  sync.Once // unlinkSession (expiry.go)
+	// detaching is closed when the latest detach of the session is over
+	// (detach.go); nil if it was never detached.
+	detaching chan struct{}
 }
 
 func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow uint64) *Session {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/wire"
 )
 
 // A clean session's teardown and a new CONNECT of its client id can unlink
@@ -62,5 +63,57 @@ func TestNewSessionKeepsSubscriptionsDuringOldUnlink(t *testing.T) {
 	pub.publishQoS1(t, 1, "flip/t", "after", nil)
 	if p := sub.expectPublish(t, 5*time.Second); string(p.Payload) != "after" {
 		t.Fatalf("got %q", p.Payload)
+	}
+}
+
+// A 5.0 client ends its session (Session Expiry 0 in DISCONNECT) and
+// reconnects with Clean Start 0 while the old connection's teardown is still
+// dropping the session: the new CONNECT waits for the teardown and starts a
+// new session (session present 0), instead of resuming the one being
+// dropped — whose session-dropped event would then be logged after the new
+// connection's session-opened.
+func TestReconnectWaitsForSessionEnd(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	paused := make(chan struct{})
+	release := make(chan struct{})
+	var once atomic.Bool
+	engine.SetUnlinkPause(func(id string) {
+		if id != "ender" || !once.CompareAndSwap(false, true) {
+			return
+		}
+		close(paused)
+		<-release
+	})
+	t.Cleanup(func() { engine.SetUnlinkPause(nil) })
+
+	old := dialV5(t, tb.addr, "ender", true, 3600)
+	old.subscribe5(t, 1, nil, sub5("ender/t", 1))
+	old.Send(&wire.Disconnect{Props: &wire.Properties{SessionExpiry: ptrU32(0)}})
+	select {
+	case <-paused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session's end did not run")
+	}
+	acks := make(chan *wire.Connack, 1)
+	go func() {
+		_, ack := connect5(t, tb.addr, session5("ender", false, 3600))
+		acks <- ack
+	}()
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	var ack *wire.Connack
+	select {
+	case ack = <-acks:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no CONNACK")
+	}
+	if ack.ReasonCode != wire.Success || ack.SessionPresent {
+		t.Fatalf("CONNACK 0x%02X present=%v; want a new session (the old one was ended by its DISCONNECT)", byte(ack.ReasonCode), ack.SessionPresent)
+	}
+	tb.restart()
+	r, ack := connect5(t, tb.addr, session5("ender", false, 3600))
+	defer r.Close()
+	if !ack.SessionPresent {
+		t.Fatal("the new session did not survive the restart (its session-opened was logged before the old session-dropped)")
 	}
 }
