@@ -1,8 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,7 +217,7 @@ func runRestart(ctx context.Context, cfg Config, e *env) (*Result, error) {
 		res.Counts.Lost += tal.got[i].missing(&p.ackedSet)
 	}
 	if res.Counts.Lost > 0 {
-		res.noteErr("%d acknowledged messages did not survive the restart", res.Counts.Lost)
+		res.noteErr("%d acknowledged messages did not survive the restart (%s)", res.Counts.Lost, lostBySession(pubs, tal, npub, e))
 	}
 	res.add("listen_ms", "start to listening (K queued)", "ms", "lower", float64(listen)/1e6)
 	if f := tal.firstRecv.Load(); f > 0 {
@@ -225,4 +229,34 @@ func runRestart(ctx context.Context, cfg Config, e *env) (*Result, error) {
 	res.Seconds = float64(clock()-c1) / 1e9
 	res.addProc(res.Counts.Received, "message")
 	return res, nil
+}
+
+// lostBySession names the sessions whose messages are missing, most first
+// (at most five): publisher i sends its message seq to the session
+// i + (seq mod its topic count) × npub (see the topic lists above), so a
+// loss can be traced to a session and looked up in the broker's log.
+func lostBySession(pubs []*publisher, tal *tally, npub int, e *env) string {
+	lost := map[int]int64{}
+	for i, p := range pubs {
+		if len(p.topics) == 0 {
+			continue
+		}
+		tal.got[i].eachMissing(&p.ackedSet, func(seq uint64) {
+			lost[i+int(seq%uint64(len(p.topics)))*npub]++
+		})
+	}
+	sessions := slices.SortedFunc(maps.Keys(lost), func(a, b int) int {
+		if c := cmp.Compare(lost[b], lost[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	var parts []string
+	for _, j := range sessions[:min(len(sessions), 5)] {
+		parts = append(parts, fmt.Sprintf("%s: %d", e.clientID("s", j), lost[j]))
+	}
+	if len(sessions) > 5 {
+		parts = append(parts, fmt.Sprintf("and %d more sessions", len(sessions)-5))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -71,6 +71,21 @@ func (s *seqSet) has(seq uint64) bool {
 // len is the number of members.
 func (s *seqSet) len() int64 { return s.n }
 
+// eachMissing calls f, in increasing order, for each member of want that is
+// not in s.
+func (s *seqSet) eachMissing(want *seqSet, f func(seq uint64)) {
+	for i, w := range want.words {
+		if i < len(s.words) {
+			w &^= s.words[i]
+		}
+		for w != 0 {
+			b := bits.TrailingZeros64(w)
+			f(uint64(i)<<6 | uint64(b))
+			w &^= 1 << b
+		}
+	}
+}
+
 // missing counts the members of want that are not in s.
 func (s *seqSet) missing(want *seqSet) int64 {
 	var n int64
