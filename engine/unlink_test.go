@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,17 +22,7 @@ import (
 // routed to nobody.)
 func TestNewSessionKeepsSubscriptionsDuringOldUnlink(t *testing.T) {
 	tb := startBroker(t, engine.Options{})
-	paused := make(chan struct{})
-	release := make(chan struct{})
-	var once atomic.Bool
-	engine.SetUnlinkPause(func(id string) {
-		if id != "flip" || !once.CompareAndSwap(false, true) {
-			return
-		}
-		close(paused)
-		<-release
-	})
-	t.Cleanup(func() { engine.SetUnlinkPause(nil) })
+	paused, release := holdUnlink(t, "flip")
 
 	old := dialRaw(t, tb.addr)
 	old.connect(t, "flip", true, 30, nil)
@@ -50,7 +41,7 @@ func TestNewSessionKeepsSubscriptionsDuringOldUnlink(t *testing.T) {
 		subscribed <- c
 	}()
 	time.Sleep(200 * time.Millisecond) // the new CONNECT (and SUBSCRIBE, if it is not held) happen now
-	close(release)
+	release()
 	var sub *rawConn
 	select {
 	case sub = <-subscribed:
@@ -74,17 +65,7 @@ func TestNewSessionKeepsSubscriptionsDuringOldUnlink(t *testing.T) {
 // connection's session-opened.
 func TestReconnectWaitsForSessionEnd(t *testing.T) {
 	tb := startBroker(t, engine.Options{})
-	paused := make(chan struct{})
-	release := make(chan struct{})
-	var once atomic.Bool
-	engine.SetUnlinkPause(func(id string) {
-		if id != "ender" || !once.CompareAndSwap(false, true) {
-			return
-		}
-		close(paused)
-		<-release
-	})
-	t.Cleanup(func() { engine.SetUnlinkPause(nil) })
+	paused, release := holdUnlink(t, "ender")
 
 	old := dialV5(t, tb.addr, "ender", true, 3600)
 	old.subscribe5(t, 1, nil, sub5("ender/t", 1))
@@ -100,7 +81,7 @@ func TestReconnectWaitsForSessionEnd(t *testing.T) {
 		acks <- ack
 	}()
 	time.Sleep(200 * time.Millisecond)
-	close(release)
+	release()
 	var ack *wire.Connack
 	select {
 	case ack = <-acks:
@@ -116,4 +97,24 @@ func TestReconnectWaitsForSessionEnd(t *testing.T) {
 	if !ack.SessionPresent {
 		t.Fatal("the new session did not survive the restart (its session-opened was logged before the old session-dropped)")
 	}
+}
+
+// holdUnlink stops the first unlink of client's session half-way (its
+// subscriptions removed, the session not yet): paused is closed when it
+// gets there, and it goes on at release() (also when the test ends, so a
+// failed test does not leave the broker's shutdown waiting).
+func holdUnlink(t *testing.T, client string) (paused chan struct{}, release func()) {
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	engine.SetUnlinkPause(func(id string) {
+		if id != client || !once.CompareAndSwap(false, true) {
+			return
+		}
+		close(paused)
+		<-resume
+	})
+	var released sync.Once
+	release = func() { released.Do(func() { close(resume) }) }
+	t.Cleanup(func() { engine.SetUnlinkPause(nil); release() })
+	return paused, release
 }
