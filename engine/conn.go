@@ -443,13 +443,15 @@ func (c *conn) teardown() {
 	c.closeWith(endIOError)
 	c.pl.close()
 	c.stopWriter()
-	if !c.lingers() {
+	linger := c.lingers()
+	if !linger {
 		c.nc.Close()
-		c.b.detach(c)
-		return
 	}
-	c.b.detach(c) // wills and take-overs do not wait for the linger
-	c.closeSocket()
+	c.b.detach(c) // wills and take-overs do not wait for a linger
+	if linger {
+		c.linger()
+		c.nc.Close()
+	}
 }
 
 // failCommit ends the connection when the store could not commit what a

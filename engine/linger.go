@@ -9,11 +9,12 @@ import "time"
 // be able to read it. Closing the socket while the client's own packets are
 // still arriving defeats that: a socket closed with unread input, or one
 // that receives data after the close, answers with a TCP RST, and the
-// client's kernel then reports "connection reset" and discards what it had
-// not read yet, the DISCONNECT included. (The Paho interoperability suite's
-// flow-control test shows it every time: 65 QoS 2 publishes against a
-// Receive Maximum of 64, the client still sending PUBRELs when the broker's
-// DISCONNECT 0x93 arrives.)
+// client's next write fails with "connection reset" or "broken pipe" before
+// it has read the reason (some systems also discard unread data on a reset;
+// Linux keeps it readable). The Paho interoperability suite's flow-control
+// test shows it every time: 65 QoS 2 publishes against a Receive Maximum of
+// 64, the client still answering PUBRECs with PUBRELs when the broker's
+// DISCONNECT 0x93 arrives, and its PUBREL write fails.
 //
 // So such a connection lingers, as HTTP servers do: the broker half-closes
 // it (FIN after the final packet) and reads and discards whatever the
