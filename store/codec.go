@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -83,7 +84,20 @@ func decodeEvent(seq uint64, val []byte) (*Event, error) {
 var ErrUndecodable = errors.New("store: undecodable record")
 
 // decode unmarshals a msgpack record into v, naming the key on failure.
+// Queue entries and message bodies, read on every delivery from a stored
+// queue, take the hand-written scanners of decode.go when they can (into a
+// zero record: msgpack.Unmarshal into a filled one keeps absent fields).
 func decode(key, val []byte, v any) error {
+	switch r := v.(type) {
+	case *QueueEntry:
+		if reflect.ValueOf(r).Elem().IsZero() && scanQueueEntry(val, r) {
+			return nil
+		}
+	case *Message:
+		if reflect.ValueOf(r).Elem().IsZero() && scanMessage(val, r) {
+			return nil
+		}
+	}
 	if err := msgpack.Unmarshal(val, v); err != nil {
 		return fmt.Errorf("%w %s: %w", ErrUndecodable, KeyString(key), err)
 	}
