@@ -216,16 +216,25 @@ func (h *hostile) randomBytes(t *testing.T) {
 
 // malformedTable: every malformed packet of wiretest.Malformed, sent after
 // a valid CONNECT of its version (or instead of it, for CONNECT packets),
-// closes the connection; a 5.0 client is told the packet's reason code.
+// closes the connection; a 5.0 client is told the packet's reason code — in
+// a CONNACK when the bad packet is a 5.0 CONNECT (the decoder got as far as
+// its protocol level), with the decoder's message as the Reason String.
 func (h *hostile) malformedTable(t *testing.T) {
 	for i, bad := range wiretest.Malformed {
 		r := dialRawV(t, h.tb.addr, bad.Version)
 		isConnect := bad.Raw[0]>>4 == byte(wire.CONNECT)
-		if !isConnect {
+		connack5 := false // a 5.0 CONNECT, refused with its reason code
+		if isConnect {
+			_, _, err := wire.Decode(bad.Raw, 0)
+			connack5 = wire.AsError(err).Version == wire.V5
+		} else {
 			r.connect(t, fmt.Sprintf("mal%d", i), true, 30, nil)
 		}
 		r.SendRaw(bad.Raw)
 		got := r.ExpectClosed(t, 5*time.Second)
+		if connack5 && len(got) != 1 {
+			t.Errorf("%s: %d packets before the close, want CONNACK 0x%02X", bad.Name, len(got), byte(bad.Code))
+		}
 		for _, p := range got {
 			switch p := p.(type) {
 			case *wire.Disconnect:
@@ -233,7 +242,12 @@ func (h *hostile) malformedTable(t *testing.T) {
 					t.Errorf("%s: DISCONNECT 0x%02X, want 0x%02X", bad.Name, byte(p.ReasonCode), byte(bad.Code))
 				}
 			case *wire.Connack:
-				if !isConnect || bad.Code != wire.UnsupportedProtocolVersion || p.ReasonCode != wire.ConnRefusedProtocolVersion {
+				switch {
+				case connack5:
+					if p.ReasonCode != bad.Code || p.Props == nil || p.Props.ReasonString == "" {
+						t.Errorf("%s: CONNACK 0x%02X %+v, want 0x%02X with a reason string", bad.Name, byte(p.ReasonCode), p.Props, byte(bad.Code))
+					}
+				case !isConnect || bad.Code != wire.UnsupportedProtocolVersion || p.ReasonCode != wire.ConnRefusedProtocolVersion:
 					t.Errorf("%s: CONNACK 0x%02X", bad.Name, byte(p.ReasonCode))
 				}
 			default:

@@ -167,7 +167,30 @@ func TestPacketSizeLimit(t *testing.T) {
 	r := dialRaw(t, tb.addr)
 	r.SendRaw([]byte{0x10, 0xff, 0xff, 0xff, 0x7f})
 	r.expectClosed(t, 5*time.Second)
-	waitCounter(t, "PacketTooLarge", 3, tb.b.Stats().Security.PacketTooLarge.Load)
+	// A CONNECT over the limit (a big will): a 5.0 client is told CONNACK
+	// 0x95 (its protocol level arrived with the header), a 3.1.1 one is
+	// closed without an answer.
+	for _, v := range []wire.Version{wire.V5, wire.V311} {
+		r := dialRawV(t, tb.addr, v)
+		r.Send(&wire.Connect{Version: v, ClientID: "big-will", CleanStart: true, Will: &wire.Will{Topic: "w", Payload: big}})
+		got := r.ExpectClosed(t, 5*time.Second)
+		if v == wire.V5 {
+			if ack, ok := firstConnack(got); !ok || len(got) != 1 || ack.ReasonCode != wire.PacketTooLarge {
+				t.Fatalf("5.0 CONNECT of 2 KB: %+v, want CONNACK 0x95", got)
+			}
+		} else if len(got) != 0 {
+			t.Fatalf("3.1.1 CONNECT of 2 KB: %+v, want a close without an answer", got)
+		}
+	}
+	waitCounter(t, "PacketTooLarge", 5, tb.b.Stats().Security.PacketTooLarge.Load)
+}
+
+func firstConnack(got []wire.Packet) (*wire.Connack, bool) {
+	if len(got) == 0 {
+		return nil, false
+	}
+	ack, ok := got[0].(*wire.Connack)
+	return ack, ok
 }
 
 // TestClientIDLimit: a client id over MaxClientIDLen is refused (0x02 /

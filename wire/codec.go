@@ -113,6 +113,8 @@ type dec struct {
 	off int
 	t   PacketType // for error reports
 	own bool       // b belongs to this packet alone; byte fields may alias it
+	// level is the version a CONNECT announced, once read (Error.Version).
+	level Version
 }
 
 func (d *dec) left() int { return len(d.b) - d.off }

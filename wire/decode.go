@@ -71,7 +71,7 @@ func decodeBody(hdr byte, body []byte, v Version, own bool, lastTopic *string) (
 		var c *Connect
 		c, err = d.connect()
 		if err != nil {
-			return nil, err
+			return nil, withConnectVersion(err, d.level)
 		}
 		v, p = c.Version, c
 	case CONNACK:
@@ -104,6 +104,9 @@ func decodeBody(hdr byte, body []byte, v Version, own bool, lastTopic *string) (
 		err = p.validate(v)
 	}
 	if err != nil {
+		if t == CONNECT {
+			err = withConnectVersion(err, d.level)
+		}
 		return nil, err
 	}
 	return p, nil
@@ -131,6 +134,7 @@ func (d *dec) connect() (*Connect, error) {
 		return nil, &Error{Code: UnsupportedProtocolVersion, Packet: CONNECT,
 			Msg: "unsupported protocol name " + quote(name) + " with level " + c.Version.String()}
 	}
+	d.level = c.Version
 	flags, err := d.u8("connect flags")
 	if err != nil {
 		return nil, err

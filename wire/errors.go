@@ -15,6 +15,11 @@ type Error struct {
 	Code   ReasonCode
 	Packet PacketType // the packet being decoded, 0 if not yet known
 	Msg    string
+	// Version is, for an error in a CONNECT, the protocol version the
+	// CONNECT announced, once the decoder got that far (0 before): the
+	// version a refusing CONNACK is written in (MQTT 5.0 §4.13.1: the
+	// server MAY send CONNACK with the reason code before it closes).
+	Version Version
 }
 
 func (e *Error) Error() string {
@@ -39,4 +44,37 @@ func malformed(t PacketType, format string, args ...any) *Error {
 
 func protocolErr(t PacketType, format string, args ...any) *Error {
 	return &Error{Code: ProtocolError, Packet: t, Msg: fmt.Sprintf(format, args...)}
+}
+
+// withConnectVersion stamps err, an error found in a CONNECT announcing version v,
+// with that version (see Error.Version).
+func withConnectVersion(err error, v Version) error {
+	if e, ok := err.(*Error); ok && e.Version == 0 {
+		e.Version = v
+	}
+	return err
+}
+
+// connectVersion reads the protocol version from the start of a CONNECT
+// body (protocol name and level), 0 if b is too short or names no version
+// this package speaks. For a CONNECT refused before its body is read (too
+// large), from the bytes that arrived with its header.
+func connectVersion(b []byte) Version {
+	if len(b) < 2 {
+		return 0
+	}
+	n := int(b[0])<<8 | int(b[1])
+	if n > 6 || len(b) < 2+n+1 {
+		return 0
+	}
+	name, level := string(b[2:2+n]), b[2+n]
+	switch {
+	case name == "MQTT" && level == byte(V5):
+		return V5
+	case name == "MQTT" && level&^0x80 == byte(V311): // 0x80: the bridge bit of 3.x
+		return V311
+	case name == "MQIsdp" && level&^0x80 == byte(V31):
+		return V31
+	}
+	return 0
 }

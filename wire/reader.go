@@ -158,8 +158,12 @@ func (r *Reader) ReadPacket(v Version) (Packet, error) {
 	n := 1 + k
 	total := n + int(rl)
 	if limit := r.max; limit != 0 && uint64(total) > uint64(limit) {
-		return nil, &Error{Code: PacketTooLarge, Packet: PacketType(hdr >> 4),
+		e := &Error{Code: PacketTooLarge, Packet: PacketType(hdr >> 4),
 			Msg: "packet of " + strconv.Itoa(total) + " bytes exceeds the maximum of " + strconv.Itoa(int(limit))}
+		if e.Packet == CONNECT { // the version, if it came with the header (no further read)
+			e.Version = connectVersion(r.buf[r.r+n : r.w])
+		}
+		return nil, e
 	}
 	if total > len(r.buf) {
 		return r.startBig(hdr, int(rl), k, v)

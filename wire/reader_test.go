@@ -374,3 +374,57 @@ func TestConnectBridgeFlag(t *testing.T) {
 		t.Fatal("a 5.0 CONNECT with the bridge flag was encoded")
 	}
 }
+
+// An error in a CONNECT carries the version the CONNECT announced, once the
+// decoder has read it: the version a refusing CONNACK is written in.
+func TestConnectErrorVersion(t *testing.T) {
+	for _, tc := range []struct {
+		bad  string
+		want wire.Version
+	}{
+		{"properties/receive-maximum-0", wire.V5},     // protocol error in a 5.0 property
+		{"connect/will-retain-without-will", wire.V5}, // malformed flags, after the level
+		{"connect/will-qos3", wire.V311},
+		{"connect/password-without-username-3.1", wire.V31},
+		{"connect/protocol-name", 0}, // no version this package speaks
+		{"connect/no-level", 0},
+		{"header/connect-flags", 0}, // refused at the fixed header, before the body
+	} {
+		bad := wiretest.BadByName(tc.bad)
+		_, err := wire.NewReader(bytes.NewReader(bad.Raw), 0).ReadPacket(0)
+		we := wire.AsError(err)
+		if we == nil || we.Code != bad.Code || we.Version != tc.want {
+			t.Errorf("%s: %v (version %v), want code 0x%02X, version %v", tc.bad, err, versionOf(we), byte(bad.Code), tc.want)
+		}
+	}
+
+	// Too large: the body is not read, the version comes from the bytes that
+	// arrived with the header — if they did.
+	big := &wire.Connect{Version: wire.V5, ClientID: "c", CleanStart: true,
+		Will: &wire.Will{Topic: "w", Payload: bytes.Repeat([]byte("x"), 2000)}}
+	raw, err := wire.AppendPacket(nil, big, wire.V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		src  io.Reader
+		want wire.Version
+	}{
+		{"whole packet buffered", bytes.NewReader(raw), wire.V5},
+		{"header alone", io.MultiReader(bytes.NewReader(raw[:3]), bytes.NewReader(raw[3:])), 0},
+	} {
+		_, err := wire.NewReader(tc.src, 1024).ReadPacket(0)
+		we := wire.AsError(err)
+		if we == nil || we.Code != wire.PacketTooLarge || we.Version != tc.want {
+			t.Errorf("%s: %v (version %v), want 0x95 with version %v", tc.name, err, versionOf(we), tc.want)
+		}
+	}
+}
+
+func versionOf(we *wire.Error) wire.Version {
+	if we == nil {
+		return 0
+	}
+	return we.Version
+}
