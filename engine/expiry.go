@@ -143,7 +143,11 @@ func (b *Broker) settleBatch(ids []string, now time.Time) (expired int, err erro
 		s.mu.Unlock()
 		switch {
 		case expire:
+			shared := b.hasShared(id)
 			b.unlinkSession(s)
+			if shared {
+				b.handOffStoredQueue(id, now) // committed before the expiry (sharedhandoff.go)
+			}
 			evs = append(evs, &store.Event{Kind: store.EvSessionExpired, Time: t, Client: id})
 			expired++
 		case will != nil:

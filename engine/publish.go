@@ -54,7 +54,7 @@ func (b *Broker) route(msg *store.Message, from string, now int64) *routed {
 		qos := min(msg.QoS, m.QoS)
 		retain := m.RetainAsPublished && msg.Retain
 		if s.persistent && qos > 0 {
-			targets = append(targets, store.Target{Client: m.Client, QoS: qos, Retain: retain, SubIDs: cloneIDs(m.SubIDs)})
+			targets = append(targets, store.Target{Client: m.Client, QoS: qos, Retain: retain, SubIDs: cloneIDs(m.SubIDs), Group: m.Group})
 			r.stored = append(r.stored, s)
 			continue
 		}

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"math"
 	"time"
 
 	"github.com/cairn-mqtt/cairn/engine/session"
+	"github.com/cairn-mqtt/cairn/engine/topics"
 	"github.com/cairn-mqtt/cairn/store"
 )
 
@@ -27,6 +29,52 @@ import (
 // out of the trie, so it cannot be picked again. Expired messages, and
 // messages of a group with no member left, are dropped as the session's
 // other messages are.
+
+// A persistent member's queue is its own while its session lasts (it gets
+// the messages when it reconnects). When the session expires, the entries
+// of its stored queue that a shared subscription put there (the group is
+// recorded in each entry, store.QueueEntry.Group) are handed off the same
+// way, before the expiry is committed: a crash in between can duplicate a
+// message (QoS 1 allows it), never lose one. Only sessions that still have
+// a shared subscription when they expire are read for it.
+
+// handOffStoredQueue hands the shared-subscription entries of an expiring
+// persistent session's stored queue to other members of their groups, a
+// page at a time. The session is already out of the trie.
+func (b *Broker) handOffStoredQueue(id string, now time.Time) {
+	const page = 1024
+	from := uint64(0)
+	for {
+		qms, err := b.store.ReadQueue(id, from, math.MaxUint64, page)
+		if err != nil {
+			b.log.Error("reading an expiring session's queue for its shared subscriptions failed; its messages are dropped with it", "client", id, "err", err)
+			return
+		}
+		if len(qms) == 0 {
+			return
+		}
+		var ds []session.Delivery
+		for _, qm := range qms {
+			if qm.Entry.Group != "" && qm.Msg != nil {
+				ds = append(ds, session.Delivery{QoS: qm.Entry.QoS, Retain: qm.Entry.Retain, SubIDs: qm.Entry.SubIDs, Msg: qm.Msg, Group: qm.Entry.Group})
+			}
+		}
+		if len(ds) > 0 {
+			b.handOff(id, ds, now)
+		}
+		from = qms[len(qms)-1].Seq + 1
+	}
+}
+
+// hasShared reports whether client subscribes to a shared subscription.
+func (b *Broker) hasShared(client string) bool {
+	for f := range b.subs.Subscriptions(client) {
+		if _, _, shared := topics.SplitShared(f); shared {
+			return true
+		}
+	}
+	return false
+}
 
 // sharedUnacked is what a clean session's shared subscriptions gave it that
 // the client did not acknowledge. Called with s.mu held.
@@ -72,7 +120,7 @@ func (b *Broker) handOff(from string, ds []session.Delivery, now time.Time) {
 		msg.Retain = false
 		r := &routed{msg: &msg}
 		r.stored = append(r.stBuf[:0], s)
-		r.tgBuf[0] = store.Target{Client: m.Client, QoS: qos, Retain: retain, SubIDs: m.SubIDs}
+		r.tgBuf[0] = store.Target{Client: m.Client, QoS: qos, Retain: retain, SubIDs: m.SubIDs, Group: m.Group}
 		r.evBuf = store.Event{Kind: store.EvPublished, Time: now.UnixNano(), Client: msg.From, Msg: &msg, Targets: r.tgBuf[:1]}
 		r.ev = &r.evBuf
 		b.limitQueues(r, false)

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -48,4 +49,54 @@ func TestSharedUnackedGoesToAnotherMember(t *testing.T) {
 	}
 	w3.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})
 	w3.expectSilence(t, 200*time.Millisecond) // once, nothing else
+}
+
+// A persistent member's stored queue is handed on when its session expires:
+// the entries its shared subscription put there go to another member of the
+// group (stored for an offline persistent one, across a restart); what an
+// ordinary subscription queued for it expires with it.
+func TestExpiringMemberQueueGoesToAnotherMember(t *testing.T) {
+	clk := &testClock{}
+	tb := startBroker(t, engine.Options{Now: clk.now})
+	const group = "$share/batch/work/#"
+	for _, m := range []struct {
+		id     string
+		expiry uint32
+	}{{"member-short", 60}, {"member-long", 3600}} {
+		r := dialV5(t, tb.addr, m.id, true, m.expiry)
+		r.subscribe5(t, 1, nil, sub5(group, 1))
+		if m.id == "member-short" {
+			r.subscribe5(t, 2, nil, sub5("own/#", 1))
+		}
+		r.Send(&wire.Disconnect{})
+		r.expectClosed(t, 5*time.Second)
+	}
+	time.Sleep(50 * time.Millisecond) // both offline
+	pub := dialV5(t, tb.addr, "producer", true, 0)
+	want := map[string]bool{}
+	for i := range 6 {
+		payload := fmt.Sprintf("job-%d", i)
+		pub.publishQoS1(t, uint16(i+1), "work/x", payload, nil)
+		want[payload] = true
+	}
+	pub.publishQoS1(t, 7, "own/y", "not shared", nil)
+	pub.Close()
+
+	clk.advance(2 * time.Minute)
+	if n, err := tb.b.ExpireSessions(clk.now()); err != nil || n != 1 {
+		t.Fatalf("ExpireSessions = %d, %v, want member-short", n, err)
+	}
+	tb.restart() // the hand-off is durable
+
+	r := dialV5(t, tb.addr, "member-long", false, 3600)
+	got := map[string]bool{}
+	for range want {
+		p := r.expectPublish(t, 5*time.Second)
+		if got[string(p.Payload)] || !want[string(p.Payload)] {
+			t.Fatalf("member-long got %q (so far %v), want each of %v once", p.Payload, got, want)
+		}
+		got[string(p.Payload)] = true
+		r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})
+	}
+	r.expectSilence(t, 200*time.Millisecond) // not the other subscription's message
 }

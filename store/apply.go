@@ -462,7 +462,7 @@ func (t *txn) enqueue(msgID uint64, size, expiresAt int64, inline *Message, tg *
 	} else if tg.Seq < qi.Next {
 		return QueueEntry{}, fmt.Errorf("queue seq %d is below the queue's next seq %d", tg.Seq, qi.Next)
 	}
-	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size, ExpiresAt: expiresAt, Body: inline}
+	e := QueueEntry{MsgID: msgID, QoS: tg.QoS, Retain: tg.Retain, SubIDs: tg.SubIDs, Size: size, ExpiresAt: expiresAt, Group: tg.Group, Body: inline}
 	val, err := t.enc.encodeEntry(&e)
 	if err != nil {
 		return QueueEntry{}, fmt.Errorf("encode queue entry: %w", err)

@@ -192,6 +192,13 @@ func scanEntryRef(b []byte) (r entryRef, ok bool) {
 			return r, true // the body is last; nothing after it matters
 		}
 		switch k {
+		case "g": // the shared subscription group: not needed to remove the entry
+			np, ok := skipStr(b, p)
+			if !ok {
+				return r, false
+			}
+			p = np
+			continue
 		case "m", "z", "ex":
 			v, np, ok := msgpackInt(b, p)
 			if !ok {
@@ -253,6 +260,13 @@ func msgpackInt(b []byte, p int) (v uint64, next int, ok bool) {
 		return uint64(int64(u<<shift) >> shift), p + 1 + size, true
 	}
 	return u, p + 1 + size, true
+}
+
+// skipStr skips a str value at b[p].
+func skipStr(b []byte, p int) (int, bool) {
+	s := scanner{b: b, p: p, ok: true}
+	s.sized(true)
+	return s.p, s.ok
 }
 
 // skipScalarOrIntArray skips an integer, a bool, nil, or an array of

@@ -250,6 +250,8 @@ func scanQueueEntry(b []byte, q *QueueEntry) bool {
 			out.Size = s.int()
 		case "ex":
 			out.ExpiresAt = s.int()
+		case "g":
+			out.Group = s.str()
 		case "b":
 			if out.Body != nil { // a second body: the reflection decoder would merge them
 				s.fail()

@@ -204,7 +204,7 @@ func (m *Message) EncodeMsgpack(e *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder (see the top of encode.go).
 func (t *Target) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
-	w.mapLen(3 + count(t.Retain, len(t.SubIDs) > 0, t.SentBelow != 0))
+	w.mapLen(3 + count(t.Retain, len(t.SubIDs) > 0, t.SentBelow != 0, t.Group != ""))
 	w.str("c", t.Client)
 	w.uint("q", uint64(t.QoS))
 	if t.Retain {
@@ -217,13 +217,16 @@ func (t *Target) EncodeMsgpack(e *msgpack.Encoder) error {
 	if t.SentBelow != 0 {
 		w.uint("sb", t.SentBelow)
 	}
+	if t.Group != "" {
+		w.str("g", t.Group)
+	}
 	return w.err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder (see the top of encode.go).
 func (q *QueueEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 	w := mw{e: e}
-	w.mapLen(2 + count(q.Retain, len(q.SubIDs) > 0, q.State != 0, q.PacketID != 0, q.Size != 0, q.ExpiresAt != 0, q.Body != nil))
+	w.mapLen(2 + count(q.Retain, len(q.SubIDs) > 0, q.State != 0, q.PacketID != 0, q.Size != 0, q.ExpiresAt != 0, q.Group != "", q.Body != nil))
 	w.uint("m", q.MsgID)
 	w.uint("q", uint64(q.QoS))
 	if q.Retain {
@@ -243,6 +246,9 @@ func (q *QueueEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	if q.ExpiresAt != 0 {
 		w.int("ex", q.ExpiresAt)
+	}
+	if q.Group != "" {
+		w.str("g", q.Group)
 	}
 	if q.Body != nil {
 		w.key("b")

@@ -167,6 +167,11 @@ type Target struct {
 	// may be in flight toward the client (seq < SentBelow) from being
 	// dropped to make room.
 	SentBelow uint64 `msgpack:"sb,omitempty"`
+	// Group is the shared subscription group ($share/<group>/...) that chose
+	// this subscriber, "" for an ordinary subscription. Copied into the
+	// queue entry, so that a member's queue can be handed to another member
+	// when its session expires (MQTT 5.0 §4.8.2).
+	Group string `msgpack:"g,omitempty"`
 }
 
 // QueueEntry is the record q/<client>/<seq>.
@@ -185,6 +190,9 @@ type QueueEntry struct {
 	// so that removing the entry can remove its y/ index key without
 	// reading the body.
 	ExpiresAt int64 `msgpack:"ex,omitempty"`
+	// Group is the shared subscription group that queued the message here
+	// (Target.Group), "" for an ordinary subscription.
+	Group string `msgpack:"g,omitempty"`
 	// Body is the message itself when this entry is its only reference (a
 	// message queued for one session): it is stored inline and there is no
 	// m/<MsgID> body, so the ack deletes one key and reads no refcount.
