@@ -195,21 +195,21 @@ func (c *conn) refuseBadConnect(err error) {
 		c.b.stats.ProtocolErrors.Add(1)
 		c.log.Warn("refusing connection: unsupported protocol version", "err", err)
 		c.writeNow(&wire.Connack{ReasonCode: wire.ConnRefusedProtocolVersion}, wire.V311)
-	case we != nil && we.Version == wire.V5 && wire.ValidReasonCode(wire.CONNACK, we.Code, wire.V5):
+	case we != nil:
+		c.b.stats.ProtocolErrors.Add(1)
+		c.countWireError(we)
+		if we.Version != wire.V5 || !wire.ValidReasonCode(wire.CONNACK, we.Code, wire.V5) {
+			c.log.Warn("closing connection: malformed CONNECT", "err", err)
+			return
+		}
 		// A 5.0 client is told why (§4.13.1: in the case of an error in a
 		// CONNECT the server MAY send CONNACK with the reason code before
 		// closing): 0x81, 0x82, 0x95 and the rest, with the decoder's message
 		// as the Reason String. 3.x has no codes for these: it is closed.
-		c.b.stats.ProtocolErrors.Add(1)
-		c.countWireError(we)
 		c.log.Warn("refusing connection: bad CONNECT", "err", err)
 		c.version = wire.V5
 		reason := strings.ToValidUTF8(we.Msg, "?") // an unencodable string would send nothing
 		c.writeNow(&wire.Connack{ReasonCode: we.Code, Props: &wire.Properties{ReasonString: reason}}, wire.V5)
-	case we != nil:
-		c.b.stats.ProtocolErrors.Add(1)
-		c.countWireError(we)
-		c.log.Warn("closing connection: malformed CONNECT", "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.b.stats.Security.ConnectTimeouts.Add(1)
 		c.log.Info("closing connection: no CONNECT in time", "timeout", c.b.opts.ConnectTimeout)

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"reflect"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -83,18 +82,18 @@ func decodeEvent(seq uint64, val []byte) (*Event, error) {
 // opposed to failing to read it.
 var ErrUndecodable = errors.New("store: undecodable record")
 
-// decode unmarshals a msgpack record into v, naming the key on failure.
-// Queue entries and message bodies, read on every delivery from a stored
-// queue, take the hand-written scanners of decode.go when they can (into a
-// zero record: msgpack.Unmarshal into a filled one keeps absent fields).
+// decode unmarshals a msgpack record into v, naming the key on failure. v
+// points to a zero record (every caller's is fresh). Queue entries and
+// message bodies, read on every delivery from a stored queue, take the
+// hand-written scanners of decode.go when they can.
 func decode(key, val []byte, v any) error {
 	switch r := v.(type) {
 	case *QueueEntry:
-		if reflect.ValueOf(r).Elem().IsZero() && scanQueueEntry(val, r) {
+		if scanQueueEntry(val, r) {
 			return nil
 		}
 	case *Message:
-		if reflect.ValueOf(r).Elem().IsZero() && scanMessage(val, r) {
+		if scanMessage(val, r) {
 			return nil
 		}
 	}

@@ -63,40 +63,49 @@ func (s *scanner) key() []byte {
 	return k
 }
 
-// uint reads a non-negative integer no larger than max.
-func (s *scanner) uint(max uint64) uint64 {
+// integer reads a msgpack integer as its 64 bits; signed says whether it
+// was written as a signed type (a negative value is then two's complement).
+func (s *scanner) integer() (v uint64, signed bool) {
 	if !s.ok {
-		return 0
-	}
-	c := byte(0)
-	if s.p < len(s.b) {
-		c = s.b[s.p]
+		return 0, false
 	}
 	v, np, ok := msgpackInt(s.b, s.p)
-	if !ok || (c >= 0xd0 && int64(v) < 0) || c >= 0xe0 || v > max {
+	if !ok {
+		s.fail()
+		return 0, false
+	}
+	signed = s.b[s.p] >= 0xd0 // int8..int64 and negative fixints
+	s.p = np
+	return v, signed
+}
+
+// uint reads a non-negative integer no larger than max.
+func (s *scanner) uint(max uint64) uint64 {
+	v, signed := s.integer()
+	if (signed && int64(v) < 0) || v > max {
 		s.fail()
 		return 0
 	}
-	s.p = np
 	return v
 }
 
 // int reads a signed 64-bit integer. A uint64 above MaxInt64 does not fit.
 func (s *scanner) int() int64 {
-	if !s.ok {
-		return 0
-	}
-	c := byte(0)
-	if s.p < len(s.b) {
-		c = s.b[s.p]
-	}
-	v, np, ok := msgpackInt(s.b, s.p)
-	if !ok || (c == 0xcf && v > math.MaxInt64) {
+	v, signed := s.integer()
+	if !signed && v > math.MaxInt64 {
 		s.fail()
 		return 0
 	}
-	s.p = np
 	return int64(v)
+}
+
+// nil consumes a msgpack nil, reporting whether there was one.
+func (s *scanner) nil() bool {
+	if s.ok && s.p < len(s.b) && s.b[s.p] == 0xc0 {
+		s.p++
+		return true
+	}
+	return false
 }
 
 func (s *scanner) bool() bool {
@@ -151,8 +160,7 @@ func (s *scanner) str() string { return string(s.sized(true)) }
 // bytes reads a bin value as a fresh slice (empty, not nil, for length 0,
 // as the reflection decoder gives), or nil for msgpack nil.
 func (s *scanner) bytes() []byte {
-	if s.ok && s.p < len(s.b) && s.b[s.p] == 0xc0 {
-		s.p++
+	if s.nil() {
 		return nil
 	}
 	v := s.sized(false)
@@ -164,21 +172,15 @@ func (s *scanner) bytes() []byte {
 
 // uint32s reads a fixarray of integers (or nil).
 func (s *scanner) uint32s() []uint32 {
-	if !s.ok || s.p >= len(s.b) {
+	if s.nil() {
+		return nil
+	}
+	if !s.ok || s.p >= len(s.b) || s.b[s.p]&0xf0 != 0x90 {
 		s.fail()
 		return nil
 	}
-	c := s.b[s.p]
-	if c == 0xc0 {
-		s.p++
-		return nil
-	}
-	if c&0xf0 != 0x90 {
-		s.fail()
-		return nil
-	}
+	n := int(s.b[s.p] & 0x0f)
 	s.p++
-	n := int(c & 0x0f)
 	v := make([]uint32, n)
 	for i := range v {
 		v[i] = uint32(s.uint(math.MaxUint32))
@@ -253,17 +255,13 @@ func scanQueueEntry(b []byte, q *QueueEntry) bool {
 		case "g":
 			out.Group = s.str()
 		case "b":
-			if out.Body != nil { // a second body: the reflection decoder would merge them
+			switch {
+			case out.Body != nil: // a second body: the reflection decoder would merge them
 				s.fail()
-				continue
+			case !s.nil():
+				out.Body = &Message{}
+				s.message(out.Body)
 			}
-			if s.ok && s.p < len(s.b) && s.b[s.p] == 0xc0 {
-				s.p++
-				out.Body = nil
-				continue
-			}
-			out.Body = &Message{}
-			s.message(out.Body)
 		default:
 			s.fail()
 		}

@@ -121,18 +121,15 @@ func (d *dec) connect() (*Connect, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Connect{Version: Version(level)}
-	if level&0x80 != 0 && (level&^0x80 == byte(V31) || level&^0x80 == byte(V311)) {
-		c.Version, c.Bridge = Version(level&^0x80), true
-	}
-	switch {
-	case string(name) == "MQIsdp" && c.Version == V31:
-		c.ProtocolName = "MQIsdp"
-	case string(name) == "MQTT" && (c.Version == V311 || c.Version == V5):
-		c.ProtocolName = "MQTT"
-	default:
+	c := &Connect{}
+	var ok bool
+	if c.Version, c.Bridge, ok = protocolVersion(name, level); !ok {
 		return nil, &Error{Code: UnsupportedProtocolVersion, Packet: CONNECT,
 			Msg: "unsupported protocol name " + quote(name) + " with level " + c.Version.String()}
+	}
+	c.ProtocolName = "MQTT" // constants: no string allocated per CONNECT
+	if c.Version == V31 {
+		c.ProtocolName = "MQIsdp"
 	}
 	d.level = c.Version
 	flags, err := d.u8("connect flags")
@@ -192,6 +189,21 @@ func (d *dec) connect() (*Connect, error) {
 		}
 	}
 	return c, nil
+}
+
+// protocolVersion is the version a CONNECT's protocol name and level
+// announce: "MQIsdp" 3, "MQTT" 4 or 5, with the bridge bit (0x80) allowed on
+// 3.x levels. ok is false for any other pair (v is then the level as is).
+func protocolVersion(name []byte, level byte) (v Version, bridge, ok bool) {
+	v = Version(level)
+	if level&0x80 != 0 && (level&^0x80 == byte(V31) || level&^0x80 == byte(V311)) {
+		v, bridge = Version(level&^0x80), true
+	}
+	switch {
+	case string(name) == "MQIsdp" && v == V31, string(name) == "MQTT" && (v == V311 || v == V5):
+		return v, bridge, true
+	}
+	return v, bridge, false
 }
 
 // quote renders (at most 16 bytes of) a protocol name for an error message.

@@ -67,14 +67,8 @@ func connectVersion(b []byte) Version {
 	if n > 6 || len(b) < 2+n+1 {
 		return 0
 	}
-	name, level := string(b[2:2+n]), b[2+n]
-	switch {
-	case name == "MQTT" && level == byte(V5):
-		return V5
-	case name == "MQTT" && level&^0x80 == byte(V311): // 0x80: the bridge bit of 3.x
-		return V311
-	case name == "MQIsdp" && level&^0x80 == byte(V31):
-		return V31
+	if v, _, ok := protocolVersion(b[2:2+n], b[2+n]); ok {
+		return v
 	}
 	return 0
 }
