@@ -71,8 +71,12 @@ func (o Options) withDefaults() Options {
 
 func (o Options) pebbleOptions() *pebble.Options {
 	log := o.Logger.With("component", "pebble")
+	fs := o.FS
+	if fs == vfs.Default && !o.ReadOnly {
+		fs = zeroAheadFS{fs} // zeroahead.go
+	}
 	po := &pebble.Options{
-		FS:                 o.FS,
+		FS:                 fs,
 		MemTableSize:       o.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		ReadOnly:           o.ReadOnly,

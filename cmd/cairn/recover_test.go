@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cairn-mqtt/cairn/store"
@@ -73,18 +74,27 @@ func copyDir(t *testing.T, src, dst string) {
 // biggestWAL is the WAL holding the fixture's commits.
 func biggestWAL(t *testing.T, dir string) string {
 	t.Helper()
-	var best string
-	var size int64
-	es, _ := os.ReadDir(dir)
-	for _, e := range es {
-		if fi, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") && fi.Size() > size {
-			best, size = filepath.Join(dir, e.Name()), fi.Size()
-		}
-	}
-	if size < 20000 {
+	wal, live := walWithRecords(t, dir)
+	if live < 20000 {
 		t.Fatalf("no WAL holds the fixture's commits in %s", dir)
 	}
-	return best
+	return wal
+}
+
+// liveWAL reads the fixture's WAL and returns it with the offset where its
+// records end: on the disk the store zero-fills its WAL ahead
+// (store/zeroahead.go), so damage meant for the log goes before that end.
+func liveWAL(t *testing.T, wal string) (data []byte, live int) {
+	t.Helper()
+	w, err := store.ScanWAL(vfs.Default, filepath.Dir(wal), filepath.Base(wal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, int(w.EndOffset)
 }
 
 // rawDB runs fn on the store's Pebble DB directly (damage from outside).
@@ -272,8 +282,8 @@ func TestRecoverDamagedStores(t *testing.T) {
 			name: "WAL truncated mid-record",
 			damage: func(t *testing.T, dir string) {
 				wal := biggestWAL(t, dir)
-				b, _ := os.ReadFile(wal)
-				if err := os.WriteFile(wal, b[:len(b)-57], 0o644); err != nil {
+				b, live := liveWAL(t, wal)
+				if err := os.WriteFile(wal, b[:live-57], 0o644); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -285,8 +295,8 @@ func TestRecoverDamagedStores(t *testing.T) {
 			name: "WAL byte flipped in the middle",
 			damage: func(t *testing.T, dir string) {
 				wal := biggestWAL(t, dir)
-				b, _ := os.ReadFile(wal)
-				b[len(b)/2] ^= 0x40
+				b, live := liveWAL(t, wal)
+				b[live/2] ^= 0x40
 				if err := os.WriteFile(wal, b, 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -303,8 +313,8 @@ func TestRecoverDamagedStores(t *testing.T) {
 			name: "WAL byte flipped in its last block",
 			damage: func(t *testing.T, dir string) {
 				wal := biggestWAL(t, dir)
-				b, _ := os.ReadFile(wal)
-				b[len(b)-1000] ^= 0x40
+				b, live := liveWAL(t, wal)
+				b[live-1000] ^= 0x40
 				if err := os.WriteFile(wal, b, 0o644); err != nil {
 					t.Fatal(err)
 				}
