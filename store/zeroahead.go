@@ -54,6 +54,10 @@ import (
 // sync) is not a stall.
 const zeroChunk = 1 << 20
 
+// zeros is shared by every WAL file: it is only ever passed to WriteAt,
+// which on the disk's files (os.File) never modifies its input. (vfs.File's
+// Write may scribble on its argument — pebble's MemFS does in invariant
+// builds — so zeros must never go through Write.)
 var zeros = make([]byte, zeroChunk)
 
 // zeroAheadFS wraps the disk so that WAL files are zero-filled ahead.
