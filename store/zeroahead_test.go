@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -41,7 +40,7 @@ func TestZeroAheadFileWrites(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := readAll(t, fs, "000001.log")
+	got := readFile(t, fs, "000001.log")
 	if !bytes.Equal(got[:len(want)], want) {
 		t.Fatal("the WAL's contents differ from what was written")
 	}
@@ -60,20 +59,6 @@ func TestZeroAheadFileWrites(t *testing.T) {
 		t.Fatalf("a file that is not a WAL was zero-filled: %d bytes", st.Size())
 	}
 	_ = g.Close()
-}
-
-func readAll(t *testing.T, fs vfs.FS, name string) []byte {
-	t.Helper()
-	f, err := fs.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // On the disk the store's WAL is zero-filled ahead, and what was committed
