@@ -1,7 +1,7 @@
 package store
 
 import (
-	"strings"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -63,7 +63,11 @@ var zeros = make([]byte, zeroChunk)
 // zeroAheadFS wraps the disk so that WAL files are zero-filled ahead.
 type zeroAheadFS struct{ vfs.FS }
 
-func isWALFile(name string) bool { return strings.HasSuffix(name, ".log") }
+// isWALFile reports whether Pebble's path names a WAL ("000123.log").
+func isWALFile(name string) bool {
+	_, ok := walFileNum(filepath.Base(name))
+	return ok
+}
 
 func (fs zeroAheadFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)

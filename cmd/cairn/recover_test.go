@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cairn-mqtt/cairn/store"
@@ -71,30 +70,21 @@ func copyDir(t *testing.T, src, dst string) {
 	}
 }
 
-// biggestWAL is the WAL holding the fixture's commits.
-func biggestWAL(t *testing.T, dir string) string {
+// fixtureWAL is the WAL holding the fixture's commits, its bytes, and the
+// offset where its records end: on the disk the store zero-fills its WAL
+// ahead (store/zeroahead.go), so damage meant for the log goes before that
+// end.
+func fixtureWAL(t *testing.T, dir string) (wal string, data []byte, live int) {
 	t.Helper()
-	wal, live := walWithRecords(t, dir)
+	wal, live = walWithRecords(t, dir)
 	if live < 20000 {
 		t.Fatalf("no WAL holds the fixture's commits in %s", dir)
 	}
-	return wal
-}
-
-// liveWAL reads the fixture's WAL and returns it with the offset where its
-// records end: on the disk the store zero-fills its WAL ahead
-// (store/zeroahead.go), so damage meant for the log goes before that end.
-func liveWAL(t *testing.T, wal string) (data []byte, live int) {
-	t.Helper()
-	w, err := store.ScanWAL(vfs.Default, filepath.Dir(wal), filepath.Base(wal))
+	data, err := os.ReadFile(wal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(wal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b, int(w.EndOffset)
+	return wal, data, live
 }
 
 // rawDB runs fn on the store's Pebble DB directly (damage from outside).
@@ -281,8 +271,7 @@ func TestRecoverDamagedStores(t *testing.T) {
 		{
 			name: "WAL truncated mid-record",
 			damage: func(t *testing.T, dir string) {
-				wal := biggestWAL(t, dir)
-				b, live := liveWAL(t, wal)
+				wal, b, live := fixtureWAL(t, dir)
 				if err := os.WriteFile(wal, b[:live-57], 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -294,8 +283,7 @@ func TestRecoverDamagedStores(t *testing.T) {
 		{
 			name: "WAL byte flipped in the middle",
 			damage: func(t *testing.T, dir string) {
-				wal := biggestWAL(t, dir)
-				b, live := liveWAL(t, wal)
+				wal, b, live := fixtureWAL(t, dir)
 				b[live/2] ^= 0x40
 				if err := os.WriteFile(wal, b, 0o644); err != nil {
 					t.Fatal(err)
@@ -312,8 +300,7 @@ func TestRecoverDamagedStores(t *testing.T) {
 			// commits after the damage. Cairn must not.
 			name: "WAL byte flipped in its last block",
 			damage: func(t *testing.T, dir string) {
-				wal := biggestWAL(t, dir)
-				b, live := liveWAL(t, wal)
+				wal, b, live := fixtureWAL(t, dir)
 				b[live-1000] ^= 0x40
 				if err := os.WriteFile(wal, b, 0o644); err != nil {
 					t.Fatal(err)
