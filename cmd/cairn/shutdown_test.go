@@ -303,3 +303,25 @@ func packetTypes(ps []wire.Packet) []string {
 	}
 	return out
 }
+
+// TestTerminateRightAfterListening: a SIGTERM sent the moment the broker
+// logs "listening" — what a supervisor watching the log or /readyz may do —
+// shuts it down cleanly (exit 0, the admin address record removed), never
+// kills it with the signal's default action. CI caught the handler being
+// installed after the listeners once; the window is small, so the test
+// goes round several times.
+func TestTerminateRightAfterListening(t *testing.T) {
+	b := startBroker(t)
+	for round := range 8 {
+		if round > 0 {
+			b.restart()
+		}
+		dir := b.dir
+		if code, _ := b.terminate(); code != 0 {
+			t.Fatalf("round %d: exit code %d after SIGTERM at once", round, code)
+		}
+		if _, ok := readAdminAddr(dir); ok {
+			t.Fatalf("round %d: the admin address is still recorded", round)
+		}
+	}
+}
