@@ -181,14 +181,16 @@ func serve(c *cli.Context) error {
 	log.Info("store recovered", "dir", dir, "sessions", rep.Sessions, "subscriptions", rep.Subscriptions,
 		"queued", rep.Queued, "retained", rep.Retained, "inbound_qos2", rep.InboundQoS2, "wills_published", rep.Wills, "sessions_expired", rep.Expired, "took", rep.Took)
 
-	// SIGTERM and Ctrl-C shut down cleanly from here on, before the first
-	// "listening" line: a supervisor may signal the moment it sees the
-	// broker listening (or /readyz turn 200), and a signal that arrived
-	// before the handler would kill the process outright. During recovery
-	// above, the default action still applies: the store is crash-safe, and
-	// a long replay stays interruptible.
+	// SIGTERM and Ctrl-C shut down cleanly and SIGHUP reloads from here on,
+	// before the first "listening" line: a supervisor may signal the moment
+	// it sees the broker listening (or /readyz turn 200), and a signal that
+	// arrived before its handler would kill the process outright. During
+	// recovery above, the default action still applies: the store is
+	// crash-safe, and a long replay stays interruptible.
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopHUP := reloadOnHUP(b, log)
+	defer stopHUP()
 	bridges, err := startBridges(b, cfg.Bridges, adm, log) // bridges.go
 	if err != nil {
 		return err
@@ -215,8 +217,6 @@ func serve(c *cli.Context) error {
 	defer stopSys()
 	adm.setReady() // recovery is done and every listener accepts
 	logSummary(log, &cfg, mqttURLs, wsURLs, adm, st, rep)
-	stopHUP := reloadOnHUP(b, log)
-	defer stopHUP()
 
 	stopCompaction := startCompaction(ctx, b, cfg.CompactInterval)
 	select {
