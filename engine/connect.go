@@ -59,6 +59,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	c.bridge = p.Bridge
 	c.isV5.Store(p.Version == wire.V5)
 	c.r.SetMaxPacketSize(b.opts.MaxPacketSize)
+	if p.Version == wire.V5 && p.Props != nil && p.Props.MaximumPacketSize != nil {
+		c.maxOut = *p.Props.MaximumPacketSize // before any refusal: its CONNACK must fit too
+	}
 	id := p.ClientID
 	assigned := false
 	if id == "" {
@@ -94,6 +97,18 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	c.enableTCPKeepAlive()      // only for keep alive 0 (tcpkeepalive.go)
 	if !c.admitConnect(p, id) { // limits, passwords, certificates, will ACL (authz.go)
 		return false
+	}
+	var ackProps *wire.Properties
+	if p.Version == wire.V5 {
+		// Built before the session changes: a CONNACK that cannot fit the
+		// client's Maximum Packet Size (its properties announce limits the
+		// client must know, so they cannot be left out) refuses the
+		// connection instead of leaving the client without one (§3.2.0-1).
+		ackProps = c.connackProps(assigned, id, expiry)
+		if n := wire.Size(&wire.Connack{Props: ackProps}, wire.V5); c.maxOut > 0 && uint32(n) > c.maxOut {
+			return c.refuse(wire.ConnRefusedServerUnavailable, wire.ImplementationSpecificError,
+				"the CONNACK would exceed the client's maximum packet size", "connack_size", n, "max", c.maxOut)
+		}
 	}
 
 	unlock := b.connects.lock(id)
@@ -198,9 +213,7 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	b.stats.connected()
 
 	ack := &wire.Connack{SessionPresent: present && p.Version != wire.V31}
-	if p.Version == wire.V5 {
-		ack.Props = c.connackProps(assigned, id, expiry)
-	}
+	ack.Props = ackProps
 	c.send(ack)
 	c.log.Debug("client connected", "version", p.Version, "clean", p.CleanStart, "expiry", expiry, "present", present)
 	return true
@@ -220,6 +233,10 @@ func (c *conn) refuse(code3, code5 wire.ReasonCode, msg string, args ...any) boo
 		ack.Props = &wire.Properties{ReasonString: msg}
 		if c.maxOut > 0 && uint32(wire.Size(ack, c.version)) > c.maxOut {
 			ack.Props = nil // §3.2.2.3.9: no Reason String beyond the client's maximum
+		}
+		if c.maxOut > 0 && uint32(wire.Size(ack, c.version)) > c.maxOut {
+			c.log.Warn("no CONNACK sent: even a bare one exceeds the client's maximum packet size", "max", c.maxOut)
+			return false // the connection closes without an answer it could not take
 		}
 	}
 	c.writeNow(ack, c.version)

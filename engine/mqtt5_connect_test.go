@@ -221,6 +221,59 @@ func TestMaximumPacketSize(t *testing.T) {
 
 func size5(p wire.Packet) int { return wire.Size(p, wire.V5) }
 
+// A client's Maximum Packet Size bounds the CONNACK too (§3.2.0-1,
+// §3.2.2-19): when the accepting CONNACK, whose properties announce the
+// broker's limits, does not fit, the connection is refused with a CONNACK
+// that does (0x83, no Reason String) and no session is created; a refusal's
+// Reason String is left out to fit; below the size of a bare CONNACK
+// nothing is sent at all.
+func TestConnackFitsMaximumPacketSize(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, engine.Options{MaxClientIDLen: 8})
+	t.Run("accepting CONNACK too large", func(t *testing.T) {
+		c := session5("tiny-mps", false, 300)
+		c.Props.MaximumPacketSize = ptrU32(20)
+		r, ack := connect5(t, tb.addr, c)
+		if ack.ReasonCode != wire.ImplementationSpecificError || size5(ack) > 20 {
+			t.Fatalf("CONNACK 0x%02X of %d bytes, want 0x83 within 20", byte(ack.ReasonCode), size5(ack))
+		}
+		if got := r.ExpectClosed(t, 5*time.Second); len(got) != 0 {
+			t.Fatalf("packets after the refusal: %v", got)
+		}
+		if rec := storedSession(t, tb, "tiny-mps"); rec != nil {
+			t.Fatalf("a session was stored for a refused connection: %+v", rec)
+		}
+		_, ack = mustConnect5(t, tb.addr, session5("tiny-mps", false, 300))
+		if ack.SessionPresent {
+			t.Fatal("session present after the refused connection")
+		}
+	})
+	t.Run("refusal reason string left out", func(t *testing.T) {
+		_, ack := connect5(t, tb.addr, &wire.Connect{ClientID: "far-too-long-an-id", CleanStart: true,
+			Props: &wire.Properties{MaximumPacketSize: ptrU32(20)}})
+		if ack.ReasonCode != wire.ClientIDNotValid || size5(ack) > 20 || reasonOf(ack.Props) != "" {
+			t.Fatalf("CONNACK 0x%02X of %d bytes (reason %q), want 0x85 within 20 and no reason",
+				byte(ack.ReasonCode), size5(ack), reasonOf(ack.Props))
+		}
+	})
+	t.Run("not even a bare CONNACK fits", func(t *testing.T) {
+		r := dialRawV(t, tb.addr, wire.V5)
+		r.Send(&wire.Connect{Version: wire.V5, ClientID: "mps4", CleanStart: true,
+			Props: &wire.Properties{MaximumPacketSize: ptrU32(4)}})
+		if got := r.ExpectClosed(t, 5*time.Second); len(got) != 0 {
+			t.Fatalf("sent %v to a client whose maximum packet size is 4", got)
+		}
+	})
+	t.Run("a CONNACK that fits", func(t *testing.T) {
+		c := session5("fits-mps", true, 0)
+		c.Props = &wire.Properties{MaximumPacketSize: ptrU32(64)}
+		_, ack := mustConnect5(t, tb.addr, c)
+		if size5(ack) > 64 {
+			t.Fatalf("CONNACK of %d bytes, maximum 64", size5(ack))
+		}
+	})
+}
+
 // Every server DISCONNECT carries the reason of §4.13 / §3.14.2.1.
 func TestServerDisconnectReasons(t *testing.T) {
 	t.Parallel()
