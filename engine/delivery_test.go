@@ -64,6 +64,46 @@ func TestRedeliveryWithDup(t *testing.T) {
 	}
 }
 
+// DUP says "sent before" and nothing else (MQTT-3.3.1-3): after a restart
+// or a power cut, a message queued while the persistent subscriber was away
+// goes out the first time with DUP 0, and only the one that was in flight
+// when it left is marked DUP.
+func TestFirstDeliveryAfterRestartHasNoDup(t *testing.T) {
+	for _, kind := range restartKinds {
+		t.Run(kind, func(t *testing.T) {
+			tb := startBroker(t, engine.Options{})
+			r := dialRaw(t, tb.addr)
+			r.connect(t, "nodup-sub", false, 0, nil)
+			r.subscribe(t, 1, "nodup/t", 1)
+			pub := connect(t, tb.addr, "nodup-pub")
+			publish(t, pub, "nodup/t", 1, false, "in-flight")
+			first := r.expectPublish(t, 5*time.Second)
+			r.Close() // no PUBACK: it stays in flight
+			time.Sleep(50 * time.Millisecond)
+			for i := range 3 {
+				publish(t, pub, "nodup/t", 1, false, fmt.Sprintf("queued-%d", i))
+			}
+			pub.Disconnect(100)
+			tb.bounce(kind)
+			r = dialRaw(t, tb.addr)
+			defer r.Close()
+			if !r.connect(t, "nodup-sub", false, 0, nil) {
+				t.Fatal("session not present")
+			}
+			again := r.expectPublish(t, 5*time.Second)
+			if !again.Dup || string(again.Payload) != "in-flight" || again.PacketID != first.PacketID {
+				t.Fatalf("redelivery dup=%v %q pid %d (first %d)", again.Dup, again.Payload, again.PacketID, first.PacketID)
+			}
+			for i := range 3 {
+				p := r.expectPublish(t, 5*time.Second)
+				if p.Dup || string(p.Payload) != fmt.Sprintf("queued-%d", i) {
+					t.Fatalf("first delivery of %q with dup=%v, want queued-%d with DUP 0", p.Payload, p.Dup, i)
+				}
+			}
+		})
+	}
+}
+
 // A QoS 2 delivery whose PUBREC the broker received is resumed with PUBREL,
 // never with the PUBLISH again (which the client would deliver twice).
 func TestOutboundQoS2ResumesWithPubrel(t *testing.T) {

@@ -51,6 +51,7 @@ func (b *Broker) detach(c *conn) {
 	s.rec.Connected = false
 	s.rec.DisconnectedAt = now.UnixNano()
 	s.rec.ExpiresAt = expiresAt(s.rec.ExpiryInterval, now)
+	s.rec.SentBelow, s.rec.SentKnown = s.out.SentBelow(), true
 	s.rec.Will = s.will
 	if s.will == nil {
 		s.rec.WillAt = 0
@@ -127,7 +128,13 @@ func (b *Broker) publishRouted(r *routed) {
 // recovery calls it before the listeners open).
 func (b *Broker) RestoreSession(st *store.SessionState) {
 	id := st.Session.ClientID
-	s := b.newSession(id, true, st.Queue.Head, st.Queue.Next, st.Queue.Head+uint64(b.opts.MaxInflight))
+	// What may have been sent: known for a session closed while the broker
+	// ran; for one a crash left connected, the first window of its queue.
+	sentBelow := st.Queue.Head + uint64(b.opts.MaxInflight)
+	if r := &st.Session; !r.Connected && r.SentKnown {
+		sentBelow = max(st.Queue.Head, r.SentBelow)
+	}
+	s := b.newSession(id, true, st.Queue.Head, st.Queue.Next, sentBelow)
 	s.rec = st.Session
 	s.user = st.Session.Username
 	s.will = st.Session.Will
@@ -202,6 +209,7 @@ func (b *Broker) closeCut(batch []*Session, now time.Time) error {
 		s.rec.Connected = false
 		s.rec.DisconnectedAt = now.UnixNano()
 		s.rec.ExpiresAt = expiresAt(s.rec.ExpiryInterval, now)
+		s.rec.SentBelow, s.rec.SentKnown = s.out.SentBelow(), true // RestoreSession's conservative guess
 		s.rec.Will = s.will
 		rec := s.rec
 		next := nextDeadline(&s.rec, s.will)

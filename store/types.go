@@ -94,6 +94,14 @@ type Session struct {
 	// when no will is pending (a Will kept armed across a broker shutdown
 	// is not pending).
 	WillAt int64 `msgpack:"wa,omitempty"`
+	// SentBelow is the offline session's "may have been sent" queue
+	// watermark when it was closed (SentKnown): entries at or above it were
+	// never handed to a client, so their first delivery after a restart
+	// carries DUP 0 (MQTT-3.3.1-3). Without it (a session a crash left
+	// connected, or a record from before the field) the engine assumes the
+	// first window of the queue may have been sent.
+	SentBelow uint64 `msgpack:"sb,omitempty"`
+	SentKnown bool   `msgpack:"sk,omitempty"`
 }
 
 // Will is a session's armed will message.
