@@ -50,6 +50,9 @@ func (l *idLocks) lock(id string) func() {
 // the same client id to finish.
 const takeoverWait = 10 * time.Second
 
+// maxClientIDLen31 is MQTT 3.1's limit on a client identifier's length.
+const maxClientIDLen31 = 23
+
 // handleConnect validates CONNECT, takes over or creates the session,
 // makes it durable when it is persistent, and queues CONNACK. It returns
 // false if the connection was refused (the answer, if any, already written).
@@ -74,6 +77,13 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	if len(id) > b.opts.MaxClientIDLen || !utf8.ValidString(id) {
 		b.stats.Security.ClientIDRejected.Add(1)
 		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "client id too long or not UTF-8", "len", len(id))
+	}
+	// MQTT 3.1 (MQIsdp) bounds the identifier at 23 characters and names
+	// the answer: "more than 23 characters ... CONNACK return code 2".
+	// 3.1.1 and 5.0 lifted the bound, so only MaxClientIDLen applies there.
+	if p.Version == wire.V31 && utf8.RuneCountInString(id) > maxClientIDLen31 {
+		b.stats.Security.ClientIDRejected.Add(1)
+		return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "MQTT 3.1 client id over 23 characters", "len", len(id))
 	}
 	if !c.admitClientID(id) { // prefix reserved for internal sessions (internal.go)
 		return false

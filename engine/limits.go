@@ -20,7 +20,7 @@ import (
 //	connections (total, /IP)  TCP reset at accept, before any byte or TLS handshake
 //	CONNECT deadline          connection closed (Options.ConnectTimeout)
 //	packet size               5.0: DISCONNECT 0x95, 3.x: close (Options.MaxPacketSize)
-//	client id length          CONNACK 0x02 / 0x85 (Options.MaxClientIDLen)
+//	client id length          CONNACK 0x02 / 0x85 (Options.MaxClientIDLen; 23 for 3.1)
 //	topic length and levels   PUBLISH: 5.0 PUBACK/PUBREC 0x90 (QoS 0: dropped), 3.x: close;
 //	                          SUBSCRIBE: SUBACK 0x8F / 0x80; will: CONNACK 0x03 / 0x90
 //	subscriptions per client  SUBACK 0x97 / 0x80 for each filter beyond the limit

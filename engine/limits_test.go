@@ -206,6 +206,20 @@ func TestClientIDLimit(t *testing.T) {
 	}
 }
 
+// TestClientIDLimit31: MQTT 3.1 allows at most 23 characters in a client
+// identifier and answers a longer one with CONNACK 2 (identifier rejected);
+// 3.1.1 took that bound away, so the same id is fine there.
+func TestClientIDLimit31(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	id := strings.Repeat("c", 24)
+	refused(t, tb.addr, wire.V31, id, "", "", wire.ConnRefusedIdentifier)
+	mustConnectAs(t, tb.addr, wire.V31, id[:23], "", "").ping(t)
+	mustConnectAs(t, tb.addr, wire.V311, id, "", "").ping(t)
+	if n := tb.b.Stats().Security.ClientIDRejected.Load(); n != 1 {
+		t.Fatalf("ClientIDRejected = %d, want 1", n)
+	}
+}
+
 // TestTopicLimits: topics and filters over MaxTopicLength or MaxTopicLevels
 // are refused before they have any effect.
 func TestTopicLimits(t *testing.T) {
