@@ -148,3 +148,36 @@ func TestSharedSubscriptionOfflineMembers(t *testing.T) {
 		t.Fatalf("after the crash the members got %v, want the 4 queued messages", got)
 	}
 }
+
+// TestSharedFilter311: 3.1.1 clients get shared subscriptions too, but in
+// 3.1.1 "$share//x" is a well-formed filter, so a malformed shared filter is
+// refused with SUBACK 0x80 for that filter alone and the connection stays
+// open; a valid one in the same SUBSCRIBE is granted and works.
+func TestSharedFilter311(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	for _, v := range []wire.Version{wire.V31, wire.V311} {
+		r := mustConnectAs(t, tb.addr, v, "share-"+v.String(), "", "")
+		body := []byte{0, 9} // packet id 9, then filter / QoS pairs
+		for _, f := range []string{"$share//x", "$share/g", "$share/g/", "$share/g/ok"} {
+			body = append(body, 0, byte(len(f)))
+			body = append(body, f...)
+			body = append(body, 1)
+		}
+		r.SendRaw(append([]byte{0x82, byte(len(body))}, body...)) // the encoder, too, would let these through in 3.x
+		sa, ok := r.Expect(t, 5*time.Second).(*wire.Suback)
+		if !ok || sa.PacketID != 9 || fmt.Sprint(sa.ReasonCodes) != fmt.Sprint([]wire.ReasonCode{0x80, 0x80, 0x80, 1}) {
+			t.Fatalf("%s: SUBACK %+v, want [0x80 0x80 0x80 1]", v, sa)
+		}
+		r.Send(&wire.Unsubscribe{PacketID: 10, Filters: []string{"$share//x"}})
+		if ua, ok := r.Expect(t, 5*time.Second).(*wire.Unsuback); !ok || ua.PacketID != 10 {
+			t.Fatalf("%s: want UNSUBACK 10, got %+v", v, ua)
+		}
+		pub := mustConnectAs(t, tb.addr, v, "sharepub-"+v.String(), "", "")
+		pub.Send(&wire.Publish{Topic: "ok", QoS: 1, PacketID: 1, Payload: []byte(v.String())})
+		pub.expectAck(t, wire.PUBACK, 1)
+		if p := r.expectPublish(t, 5*time.Second); p.Topic != "ok" || string(p.Payload) != v.String() {
+			t.Fatalf("%s: shared member got %s %q", v, p.Topic, p.Payload)
+		}
+		r.ping(t)
+	}
+}

@@ -56,14 +56,18 @@ func checkTopicName(s string, t PacketType) error {
 // form "$share/{group}/{filter}" (see ParseSharedFilter).
 func ValidateTopicFilter(s string) error { return checkTopicFilter(s, 0) }
 
-func checkTopicFilter(s string, t PacketType) error {
+func checkTopicFilter(s string, t PacketType) error { return checkFilter(s, t, true) }
+
+// checkFilter checks s as a topic filter; with shared, a "$share/" prefix
+// must introduce a well-formed shared filter.
+func checkFilter(s string, t PacketType, shared bool) error {
 	if len(s) > maxField {
 		return filterErr(t, "topic filter of %d bytes exceeds 65535", len(s))
 	}
 	if !validString(s) {
 		return filterErr(t, "topic filter %q is not valid UTF-8 or contains U+0000", s)
 	}
-	if strings.HasPrefix(s, sharePrefix) {
+	if shared && strings.HasPrefix(s, sharePrefix) {
 		_, _, err := parseShared(s, t)
 		return err
 	}

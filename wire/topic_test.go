@@ -198,3 +198,39 @@ func FuzzTopic(f *testing.F) {
 		}
 	})
 }
+
+// TestSharedFilterIsVersionDependent: shared subscriptions exist only in
+// 5.0. A 3.x SUBSCRIBE or UNSUBSCRIBE naming "$share//a" carries an ordinary
+// well-formed filter and decodes (the broker decides what to answer), while
+// in 5.0 the same packet is malformed with TopicFilterInvalid. Wildcard
+// rules still hold after "$share/" in every version.
+func TestSharedFilterIsVersionDependent(t *testing.T) {
+	for _, f := range []string{"$share//a", "$share/g", "$share/g/", "$share/"} {
+		for _, p := range []wire.Packet{
+			&wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: f, QoS: 1}}},
+			&wire.Unsubscribe{PacketID: 1, Filters: []string{f}},
+		} {
+			for _, v := range []wire.Version{wire.V31, wire.V311} {
+				b, err := wire.AppendPacket(nil, p, v)
+				if err != nil {
+					t.Fatalf("%s %s %q: encode: %v", v, p.Type(), f, err)
+				}
+				if _, _, err := wire.Decode(b, v); err != nil {
+					t.Errorf("%s %s %q: decode: %v", v, p.Type(), f, err)
+				}
+			}
+			_, err := wire.AppendPacket(nil, p, wire.V5)
+			if we := wire.AsError(err); we == nil || we.Code != wire.TopicFilterInvalid {
+				t.Errorf("5.0 %s %q: encode error %v, want TopicFilterInvalid", p.Type(), f, err)
+			}
+		}
+	}
+	for _, f := range []string{"$share/g/a/#/b", "$share/g+/a", "$share/#/a"} {
+		p := &wire.Subscribe{PacketID: 1, Subscriptions: []wire.Subscription{{Filter: f}}}
+		for _, v := range []wire.Version{wire.V31, wire.V311, wire.V5} {
+			if _, err := wire.AppendPacket(nil, p, v); err == nil {
+				t.Errorf("%s SUBSCRIBE %q: encoded a filter that breaks the wildcard rules", v, f)
+			}
+		}
+	}
+}

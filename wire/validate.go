@@ -253,8 +253,17 @@ func (s *Subscribe) validate(v Version) error {
 	return nil
 }
 
+// checkFilterFor checks a SUBSCRIBE or UNSUBSCRIBE topic filter by the
+// rules of version v. Shared subscriptions are a 5.0 feature: in 3.x
+// "$share//a" is an ordinary, well-formed filter, so a 3.x packet carrying
+// it is not malformed (a broker that gives 3.x clients shared subscriptions
+// refuses a bad one with SUBACK 0x80 instead of closing the connection).
+func checkFilterFor(v Version, s string, t PacketType) error {
+	return checkFilter(s, t, v == V5)
+}
+
 func (s *Subscription) validate(v Version) error {
-	if err := checkTopicFilter(s.Filter, SUBSCRIBE); err != nil {
+	if err := checkFilterFor(v, s.Filter, SUBSCRIBE); err != nil {
 		return err
 	}
 	if v != V5 {
@@ -300,7 +309,7 @@ func (u *Unsubscribe) validate(v Version) error {
 		return protocolErr(UNSUBSCRIBE, "no topic filter")
 	}
 	for _, f := range u.Filters {
-		if err := checkTopicFilter(f, UNSUBSCRIBE); err != nil {
+		if err := checkFilterFor(v, f, UNSUBSCRIBE); err != nil {
 			return err
 		}
 	}
