@@ -45,7 +45,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"publish/long-topic", wire.V5, &wire.Publish{Topic: long}, topic},
 		{"publish/nul-topic", wire.V5, &wire.Publish{Topic: "a\x00"}, topic},
 		{"publish/prop-not-allowed", wire.V5, &wire.Publish{Topic: "t", Props: &wire.Properties{SessionExpiry: u32p(1)}}, mal},
-		{"publish/alias-0", wire.V5, &wire.Publish{Topic: "t", Props: &wire.Properties{TopicAlias: u16p(0)}}, proto},
+		{"publish/alias-0", wire.V5, &wire.Publish{Topic: "t", Props: &wire.Properties{TopicAlias: u16p(0)}}, wire.TopicAliasInvalid},
 		{"publish/subid-0", wire.V5, &wire.Publish{Topic: "t", Props: &wire.Properties{SubscriptionIDs: []uint32{0}}}, proto},
 		{"publish/subid-big", wire.V5, &wire.Publish{Topic: "t", Props: &wire.Properties{SubscriptionIDs: []uint32{1 << 28}}}, mal},
 		{"publish/payload-format-2", wire.V5, &wire.Publish{Topic: "t", Props: &wire.Properties{PayloadFormat: bytep(2)}}, proto},

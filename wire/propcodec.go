@@ -284,7 +284,11 @@ func checkPropValues(p *Properties, ctx uint8, t PacketType) error {
 	case p.MaximumPacketSize != nil && *p.MaximumPacketSize == 0:
 		return protocolErr(t, "Maximum Packet Size of 0")
 	case p.TopicAlias != nil && *p.TopicAlias == 0:
-		return protocolErr(t, "Topic Alias of 0")
+		// 0x94 rather than a bare Protocol Error: the value is outside the
+		// 1..Topic Alias Maximum range the receiver announced (MQTT-3.3.2-8).
+		e := protocolErr(t, "Topic Alias of 0")
+		e.Code = TopicAliasInvalid
+		return e
 	case ctx == uint8(SUBSCRIBE) && len(p.SubscriptionIDs) > 1:
 		return protocolErr(t, "more than one Subscription Identifier")
 	case p.AuthData != nil && p.AuthMethod == "":

@@ -152,7 +152,7 @@ func buildMalformed() []BadPacket {
 		{"properties/unknown-id-0", v5, pub5(bs(0x00, 0x00)), mal},
 		{"properties/subscription-id-0", v5, pub5(pVBI(0x0B, 0)), proto},
 		{"properties/subscription-id-0-subscribe", v5, pkt(0x82, u16(1), props(pVBI(0x0B, 0)), str("a"), bs(0)), proto},
-		{"properties/topic-alias-0", v5, pub5(pU16(0x23, 0)), proto},
+		{"properties/topic-alias-0", v5, pub5(pU16(0x23, 0)), wire.TopicAliasInvalid},
 		{"properties/receive-maximum-0", v5, conn5(0x02, props(pU16(0x21, 0))), proto},
 		{"properties/maximum-packet-size-0", v5, conn5(0x02, props(pU32(0x27, 0))), proto},
 		{"properties/payload-format-2", v5, pub5(pByte(0x01, 2)), proto},
