@@ -6,7 +6,8 @@ package main
 // flag form, so this key is read from the file directly, like
 // retained-ttl-filters). They start after recovery and before the MQTT
 // listeners accept, so that every message published once the broker is up
-// is queued for them, and stop before the broker shuts down. The admin
+// is queued for them, and stop before the broker shuts down; SIGHUP (or
+// POST /v1/reload) rereads the list and applies the difference. The admin
 // endpoint answers GET /v1/bridges with one JSON line per bridge; `cairn
 // inspect bridges --admin` prints them, and `--data` shows the bridges'
 // sessions (queue depth) of a stopped store.
@@ -238,6 +239,24 @@ func startBridges(b *engine.Broker, cfgs []bridge.Config, adm *adminEndpoint, lo
 	}
 	adm.handle("/v1/bridges", m.Handler())
 	return m, nil
+}
+
+// reloadBridges makes SIGHUP and POST /v1/reload reread the config file's
+// bridges list as well: unchanged bridges keep their links, changed ones
+// restart with the new settings, new ones start and removed ones stop
+// (bridge.Manager.Reload). A file that does not parse or validate changes
+// nothing. Without a config file there is nothing to reread.
+func reloadBridges(c *cli.Context, b *engine.Broker, m *bridge.Manager) {
+	if c.String("config") == "" {
+		return
+	}
+	b.OnReload("bridges", func() error {
+		cfgs, err := loadBridges(c)
+		if err != nil {
+			return err
+		}
+		return m.Reload(cfgs)
+	})
 }
 
 // inspectBridgesCommand is `cairn inspect bridges`.

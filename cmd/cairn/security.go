@@ -282,8 +282,8 @@ func logAuth(log *slog.Logger, sec *securityConfig, p *auth.Policy) {
 	}
 }
 
-// reloadOnHUP reloads the password, ACL and certificate files on SIGHUP
-// until stop is called.
+// reloadOnHUP reloads the password, ACL and certificate files (and the
+// config file's bridges) on SIGHUP until stop is called.
 func reloadOnHUP(b *engine.Broker, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -294,7 +294,7 @@ func reloadOnHUP(b *engine.Broker, log *slog.Logger) (stop func()) {
 		for {
 			select {
 			case <-hup:
-				log.Info("SIGHUP: reloading password, ACL and certificate files")
+				log.Info("SIGHUP: reloading password, ACL and certificate files and bridges")
 				_ = b.Reload() // logs what failed; the old rules stay
 			case <-done:
 				return

@@ -196,6 +196,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	defer bridges.Stop()
+	reloadBridges(c, b, bridges)
 	m.SetBridges(bridges.Status) // per-bridge families on /metrics
 	logAuth(log, &cfg.Sec, policy)
 	checkFileLimit(log, cfg.Engine.Limits.MaxConnections)

@@ -26,10 +26,18 @@ import (
 
 // Manager runs the bridges of a broker.
 type Manager struct {
+	broker *engine.Broker
+	log    *slog.Logger
+
+	change  sync.Mutex // serializes Reload and Stop
+	stopped bool       // under change
+
+	mu      sync.Mutex // guards bridges (Status and the rate sampler read it)
 	bridges []*Bridge
-	stopc   chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
+
+	stopc chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
 }
 
 // Start validates cfgs and starts a bridge for each on b, whose state must
@@ -42,7 +50,7 @@ func Start(b *engine.Broker, cfgs []Config, log *slog.Logger) (*Manager, error) 
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{stopc: make(chan struct{})}
+	m := &Manager{broker: b, log: log, stopc: make(chan struct{})}
 	owned := map[string]bool{}
 	for _, c := range cfgs {
 		owned[c.ClientIDLocal()] = true
@@ -99,15 +107,30 @@ func (m *Manager) Stop() {
 		return
 	}
 	m.once.Do(func() {
+		m.change.Lock()
+		defer m.change.Unlock()
+		m.stopped = true
 		close(m.stopc)
-		var wg sync.WaitGroup
-		for _, br := range m.bridges {
-			wg.Add(1)
-			go func() { defer wg.Done(); br.stop() }()
-		}
-		wg.Wait()
+		stopAll(m.current())
 		m.wg.Wait()
 	})
+}
+
+// stopAll stops bridges in parallel and waits for them.
+func stopAll(bridges []*Bridge) {
+	var wg sync.WaitGroup
+	for _, br := range bridges {
+		wg.Add(1)
+		go func() { defer wg.Done(); br.stop() }()
+	}
+	wg.Wait()
+}
+
+// current returns the running bridges, in config order.
+func (m *Manager) current() []*Bridge {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*Bridge(nil), m.bridges...)
 }
 
 func (m *Manager) sampleRates() {
@@ -119,7 +142,7 @@ func (m *Manager) sampleRates() {
 		case <-m.stopc:
 			return
 		case now := <-t.C:
-			for _, br := range m.bridges {
+			for _, br := range m.current() {
 				br.sample(now)
 			}
 		}
@@ -131,8 +154,9 @@ func (m *Manager) Status() []Status {
 	if m == nil {
 		return nil
 	}
-	out := make([]Status, 0, len(m.bridges))
-	for _, br := range m.bridges {
+	bridges := m.current()
+	out := make([]Status, 0, len(bridges))
+	for _, br := range bridges {
 		out = append(out, br.Status())
 	}
 	return out
