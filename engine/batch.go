@@ -152,7 +152,7 @@ func (c *conn) flushBatch() {
 	if err != nil {
 		if !isNoSpace(err) { // a refusal, not a failure (storefull.go)
 			c.b.stats.CommitFailures.Add(1)
-			c.log.Error("store commit failed", "client", c.clientID, "err", err)
+			c.log.Error("store commit failed", "err", err)
 		}
 		if done != nil {
 			done(err)

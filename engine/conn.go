@@ -193,7 +193,7 @@ func (c *conn) refuseBadConnect(err error) {
 		// but a client speaking an unknown level cannot be assumed to parse
 		// 5.0: 0x01 in the 3.1.1 layout is what every version understands.
 		c.b.stats.ProtocolErrors.Add(1)
-		c.log.Warn("refusing connection: unsupported protocol version", "err", err)
+		c.log.Warn("refusing connection: unsupported protocol version", "answer", "CONNACK 0x01 (3.1.1 layout)", "err", err)
 		c.writeNow(&wire.Connack{ReasonCode: wire.ConnRefusedProtocolVersion}, wire.V311)
 	case we != nil:
 		c.b.stats.ProtocolErrors.Add(1)
@@ -357,7 +357,7 @@ func (c *conn) disconnectWith(code wire.ReasonCode, reason string) {
 // protocolError ends the connection for a protocol violation.
 func (c *conn) protocolError(code wire.ReasonCode, msg string, args ...any) bool {
 	c.b.stats.ProtocolErrors.Add(1)
-	c.log.Warn("closing connection: "+msg, append(args, "client", c.clientID)...)
+	c.log.Warn("closing connection: "+msg, args...) // c.log names the client once CONNECT set it
 	c.disconnectWith(code, msg)
 	c.closeWith(endProtocol)
 	return false
@@ -469,7 +469,7 @@ func (c *conn) teardown() {
 // failCommit ends the connection when the store could not commit what a
 // packet needed: nothing is acknowledged.
 func (c *conn) failCommit(err error) {
-	c.log.Error("store commit failed; closing connection without acknowledging", "client", c.clientID, "err", err)
+	c.log.Error("store commit failed; closing connection without acknowledging", "err", err)
 	c.disconnectWith(wire.UnspecifiedError, "store failure")
 	c.closeWith(endStoreFailure)
 }

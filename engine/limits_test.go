@@ -3,8 +3,10 @@ package engine_test
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -493,4 +495,38 @@ func TestUnreadAcksBounded(t *testing.T) {
 		}
 	}
 	mustConnectAs(t, tb.addr, wire.V311, "other", "", "").ping(t)
+}
+
+// TestConnLogNamesClientOnce: a connection's log lines name the client
+// once (a JSON log with a repeated key is ambiguous to every reader).
+func TestConnLogNamesClientOnce(t *testing.T) {
+	var buf syncBuffer
+	tb := startBroker(t, engine.Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	r := mustConnectAs(t, tb.addr, wire.V311, "once", "", "")
+	r.Send(&wire.Connect{Version: wire.V311, CleanStart: true, ClientID: "once"}) // a second CONNECT: closed
+	r.expectClosed(t, 5*time.Second)
+	waitCounter(t, "log line", 1, func() int64 { return int64(strings.Count(buf.String(), "second CONNECT")) })
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "second CONNECT") && strings.Count(line, `"client":`) != 1 {
+			t.Fatalf("log line names the client %d times: %s", strings.Count(line, `"client":`), line)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the broker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -277,7 +277,7 @@ func logAuth(log *slog.Logger, sec *securityConfig, p *auth.Policy) {
 	}
 	attrs = append(attrs, "failed_logins_per_minute", sec.AuthFailRate)
 	log.Info("authentication", attrs...)
-	if p.ACL() != nil && p.Passwords() == nil && sec.CertUsername == "" {
+	if p.ACL() != nil && p.ACL().PerUser() && p.Passwords() == nil && sec.CertUsername == "" {
 		log.Warn("the ACL's per-user rules apply to no one: without a password file or certificate user names every client is anonymous")
 	}
 }

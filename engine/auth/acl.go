@@ -74,6 +74,21 @@ func (a *ACL) Path() string { return a.path }
 // Rules returns the number of rules.
 func (a *ACL) Rules() int { return a.rules.Load().count }
 
+// PerUser reports whether some rule depends on the user name: a rule
+// under a "user" line, or a pattern with %u.
+func (a *ACL) PerUser() bool {
+	r := a.rules.Load()
+	if len(r.users) > 0 {
+		return true
+	}
+	for _, x := range r.everyone {
+		if x.needUser {
+			return true
+		}
+	}
+	return false
+}
+
 // Reload reads the file again and, if it is valid, replaces the rules
 // atomically; on error the previous rules stay in force.
 func (a *ACL) Reload() error {

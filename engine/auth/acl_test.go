@@ -343,3 +343,22 @@ func writeFileB(b *testing.B, content string) string {
 	}
 	return path
 }
+
+// TestACLPerUser: only a rule under a user line or a %u pattern depends on
+// the user name (the startup warning about anonymous clients rests on it).
+func TestACLPerUser(t *testing.T) {
+	for _, c := range []struct {
+		acl  string
+		want bool
+	}{
+		{testACL, true},
+		{"topic readwrite a/#\npattern read clients/%c/#\n", false},
+		{"pattern read devices/%u/#\n", true},
+		{"user alice\ntopic read a\n", true},
+		{"", false},
+	} {
+		if got := loadACL(t, c.acl).PerUser(); got != c.want {
+			t.Errorf("PerUser() = %v for %q", got, c.acl)
+		}
+	}
+}
