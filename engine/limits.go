@@ -311,28 +311,39 @@ type rateState struct {
 // once: a full page (storePageSize) of messages the size of the last page's,
 // or fewer, so that a page stays near MaxQueuedBytes. The first page assumes
 // maximum-size messages.
-func (c *conn) queuePage() int {
-	qb := c.b.opts.Limits.MaxQueuedBytes
+func (c *conn) queuePage() int { return c.b.pageFor(c.sec.pageAvg) }
+
+// pageFor is the number of queued messages to read at once when they
+// average avg bytes (0: unknown, so the maximum packet size): a full page
+// (storePageSize), or fewer, so that a page stays near MaxQueuedBytes.
+func (b *Broker) pageFor(avg int) int {
+	qb := b.opts.Limits.MaxQueuedBytes
 	if qb <= 0 {
 		return storePageSize
 	}
-	avg := c.sec.pageAvg
 	if avg <= 0 {
-		avg = int(max(c.b.opts.MaxPacketSize, 1))
+		avg = int(max(b.opts.MaxPacketSize, 1))
 	}
 	return max(1, min(storePageSize, qb/avg))
 }
 
-// pageRead records the size of the messages of a page read from the store.
-func (c *conn) pageRead(page []store.QueuedMessage) {
+// pageAverage is the average size of a page's messages (at least 1).
+func pageAverage(page []store.QueuedMessage) int {
 	if len(page) == 0 {
-		return
+		return 0
 	}
 	n := 0
 	for _, q := range page {
 		n += session.Size(q.Msg)
 	}
-	c.sec.pageAvg = max(n/len(page), 1)
+	return max(n/len(page), 1)
+}
+
+// pageRead records the size of the messages of a page read from the store.
+func (c *conn) pageRead(page []store.QueuedMessage) {
+	if avg := pageAverage(page); avg > 0 {
+		c.sec.pageAvg = avg
+	}
 }
 
 // retryableAccept reports whether an accept error is a shortage (of file

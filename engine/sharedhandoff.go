@@ -40,12 +40,12 @@ import (
 
 // handOffStoredQueue hands the shared-subscription entries of an expiring
 // persistent session's stored queue to other members of their groups, a
-// page at a time. The session is already out of the trie.
+// page at a time, each page sized like the writer's (about MaxQueuedBytes
+// of messages). The session is already out of the trie.
 func (b *Broker) handOffStoredQueue(id string, now time.Time) {
-	const page = 1024
-	from := uint64(0)
+	from, avg := uint64(0), 0
 	for {
-		qms, err := b.store.ReadQueue(id, from, math.MaxUint64, page)
+		qms, err := b.store.ReadQueue(id, from, math.MaxUint64, b.pageFor(avg))
 		if err != nil {
 			b.log.Error("reading an expiring session's queue for its shared subscriptions failed; its messages are dropped with it", "client", id, "err", err)
 			return
@@ -62,7 +62,7 @@ func (b *Broker) handOffStoredQueue(id string, now time.Time) {
 		if len(ds) > 0 {
 			b.handOff(id, ds, now)
 		}
-		from = qms[len(qms)-1].Seq + 1
+		from, avg = qms[len(qms)-1].Seq+1, pageAverage(qms)
 	}
 }
 

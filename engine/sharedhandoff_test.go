@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,10 +55,18 @@ func TestSharedUnackedGoesToAnotherMember(t *testing.T) {
 // A persistent member's stored queue is handed on when its session expires:
 // the entries its shared subscription put there go to another member of the
 // group (stored for an offline persistent one, across a restart); what an
-// ordinary subscription queued for it expires with it.
+// ordinary subscription queued for it expires with it. With a small
+// MaxQueuedBytes the queue is read in many small pages.
 func TestExpiringMemberQueueGoesToAnotherMember(t *testing.T) {
+	t.Run("one page", func(t *testing.T) { expiringMemberHandOff(t, engine.Limits{}, 6, "") })
+	t.Run("many pages", func(t *testing.T) {
+		expiringMemberHandOff(t, engine.Limits{MaxQueuedBytes: 2048}, 40, strings.Repeat("p", 500))
+	})
+}
+
+func expiringMemberHandOff(t *testing.T, limits engine.Limits, jobs int, pad string) {
 	clk := &testClock{}
-	tb := startBroker(t, engine.Options{Now: clk.now})
+	tb := startBroker(t, engine.Options{Now: clk.now, Limits: limits})
 	const group = "$share/batch/work/#"
 	for _, m := range []struct {
 		id     string
@@ -74,12 +83,12 @@ func TestExpiringMemberQueueGoesToAnotherMember(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // both offline
 	pub := dialV5(t, tb.addr, "producer", true, 0)
 	want := map[string]bool{}
-	for i := range 6 {
-		payload := fmt.Sprintf("job-%d", i)
+	for i := range jobs {
+		payload := fmt.Sprintf("job-%d%s", i, pad)
 		pub.publishQoS1(t, uint16(i+1), "work/x", payload, nil)
 		want[payload] = true
 	}
-	pub.publishQoS1(t, 7, "own/y", "not shared", nil)
+	pub.publishQoS1(t, uint16(jobs+1), "own/y", "not shared", nil)
 	pub.Close()
 
 	clk.advance(2 * time.Minute)
@@ -93,7 +102,7 @@ func TestExpiringMemberQueueGoesToAnotherMember(t *testing.T) {
 	for range want {
 		p := r.expectPublish(t, 5*time.Second)
 		if got[string(p.Payload)] || !want[string(p.Payload)] {
-			t.Fatalf("member-long got %q (so far %v), want each of %v once", p.Payload, got, want)
+			t.Fatalf("member-long got %.12q (%d so far), want each of the %d jobs once", p.Payload, len(got), len(want))
 		}
 		got[string(p.Payload)] = true
 		r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})
