@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cairn-mqtt/cairn/engine"
+	"github.com/cairn-mqtt/cairn/store/storetest"
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
@@ -500,33 +500,15 @@ func TestUnreadAcksBounded(t *testing.T) {
 // TestConnLogNamesClientOnce: a connection's log lines name the client
 // once (a JSON log with a repeated key is ambiguous to every reader).
 func TestConnLogNamesClientOnce(t *testing.T) {
-	var buf syncBuffer
+	var buf storetest.LogBuffer
 	tb := startBroker(t, engine.Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	r := mustConnectAs(t, tb.addr, wire.V311, "once", "", "")
 	r.Send(&wire.Connect{Version: wire.V311, CleanStart: true, ClientID: "once"}) // a second CONNECT: closed
 	r.expectClosed(t, 5*time.Second)
-	waitCounter(t, "log line", 1, func() int64 { return int64(strings.Count(buf.String(), "second CONNECT")) })
+	waitCounter(t, "log line", 1, func() int64 { return int64(buf.Count("second CONNECT")) })
 	for _, line := range strings.Split(buf.String(), "\n") {
 		if strings.Contains(line, "second CONNECT") && strings.Count(line, `"client":`) != 1 {
 			t.Fatalf("log line names the client %d times: %s", strings.Count(line, `"client":`), line)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the broker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

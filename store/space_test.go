@@ -1,12 +1,10 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -184,28 +182,10 @@ func TestSpaceGuardLowAtOpen(t *testing.T) {
 	refused(t, s, "a new session", evOpen("c"))
 }
 
-// syncBuffer is a concurrency-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) count(s string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return strings.Count(w.b.String(), s)
-}
-
 // The condition is logged once when it starts, then once per log interval
 // however often the guard measures, and once when it ends.
 func TestSpaceGuardLogsOncePerInterval(t *testing.T) {
-	var buf syncBuffer
+	var buf storetest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	fs := storetest.NewSpaceFS(vfs.NewMem(), plenty, 2*plenty)
 	o := testOptions(fs)
@@ -228,9 +208,9 @@ func TestSpaceGuardLogsOncePerInterval(t *testing.T) {
 	fs.SetAvail(plenty)
 	waitLow(t, s, false)
 	measured := s.Space().Checks - checks
-	first := buf.count("free space below the reserve")
-	again := buf.count("free space still below the reserve")
-	back := buf.count("free space is back above the reserve")
+	first := buf.Count("free space below the reserve")
+	again := buf.Count("free space still below the reserve")
+	back := buf.Count("free space is back above the reserve")
 	t.Logf("%d measurements while low: %d first, %d repeated, %d recovered log lines", measured, first, again, back)
 	if measured < 20 {
 		t.Skipf("only %d measurements in 400ms: machine too busy to tell", measured)
@@ -238,7 +218,7 @@ func TestSpaceGuardLogsOncePerInterval(t *testing.T) {
 	if first != 1 || back != 1 || again < 1 || again > 3 {
 		t.Fatalf("log lines: %d first, %d repeated, %d recovered over %d measurements (want 1, 1..3, 1)", first, again, back, measured)
 	}
-	if !strings.Contains(buf.b.String(), "refused_since_last_log=") {
+	if !strings.Contains(buf.String(), "refused_since_last_log=") {
 		t.Fatal("the repeated line does not count the refusals")
 	}
 }
@@ -255,7 +235,7 @@ func TestENOSPCReachingPebbleFailsStore(t *testing.T) {
 		}
 		return nil
 	})
-	var buf syncBuffer
+	var buf storetest.LogBuffer
 	o := testOptions(errorfs.Wrap(vfs.NewMem(), inj))
 	o.Logger = slog.New(slog.NewTextHandler(&buf, nil))
 	s, err := Open("db", o)
@@ -287,8 +267,8 @@ func TestENOSPCReachingPebbleFailsStore(t *testing.T) {
 	if !errors.Is(s.Err(), ErrFailed) {
 		t.Fatalf("Err() = %v", s.Err())
 	}
-	if buf.count("store failed") == 0 {
-		t.Fatalf("no \"store failed\" log line:\n%s", buf.b.String())
+	if buf.Count("store failed") == 0 {
+		t.Fatalf("no \"store failed\" log line:\n%s", buf.String())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cairn-mqtt/cairn/store/storetest"
 	"github.com/cairn-mqtt/cairn/wire"
 )
 
@@ -340,7 +339,7 @@ func TestInspectLockedStoreAndErrors(t *testing.T) {
 func TestInspectEventsFollow(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	lb := startLive(t, dir, nil)
-	out := &lockedBuffer{}
+	out := &storetest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -367,21 +366,4 @@ func TestInspectEventsFollow(t *testing.T) {
 	if strings.Contains(out.String(), "session-opened") {
 		t.Errorf("--type published printed other kinds:\n%s", out.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

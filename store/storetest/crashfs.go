@@ -1,7 +1,8 @@
 // Package storetest holds file systems for testing code that runs on a
 // store under storage failures: power cuts (CrashFS), slow or stuck fsyncs
 // (SlowFS) and a volume running out of space (SpaceFS, a fake free-space
-// source); failing writes and fsyncs come from Pebble's vfs/errorfs. It
+// source); failing writes and fsyncs come from Pebble's vfs/errorfs; and a
+// log sink to read what the code under test logged (LogBuffer). It
 // imports nothing of Cairn, so the store's own tests can use it as well as
 // the engine's and the commands'.
 package storetest
