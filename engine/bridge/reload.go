@@ -13,7 +13,10 @@ package bridge
 //     kept, as at Start).
 //   - A changed or new bridge that cannot start is reported and is not
 //     running afterwards; the others still reload.
-//   - Reload and Stop are serialized; a Reload after Stop does nothing.
+//   - Reload and Stop are serialized; a Reload after Stop changes nothing
+//     and says so.
+//   - A restarted bridge starts its counters (forwarded, connects) from
+//     zero, as after a broker restart.
 
 import (
 	"errors"
@@ -36,17 +39,14 @@ func (m *Manager) Reload(cfgs []Config) error {
 	for _, br := range m.current() {
 		running[br.cfg.Name] = br
 	}
-	keep := map[string]bool{}
+	keep, listed := map[string]bool{}, map[string]bool{}
 	for _, c := range cfgs {
+		listed[c.Name] = true
 		if br := running[c.Name]; br != nil && reflect.DeepEqual(br.cfg, c) {
 			keep[c.Name] = true
 		}
 	}
 	var stopping []*Bridge
-	listed := map[string]bool{}
-	for _, c := range cfgs {
-		listed[c.Name] = true
-	}
 	for name, br := range running {
 		if !keep[name] {
 			stopping = append(stopping, br)
