@@ -143,7 +143,7 @@ func (b *Broker) settleBatch(ids []string, now time.Time) (expired int, err erro
 		s.mu.Unlock()
 		switch {
 		case expire:
-			shared := b.hasShared(id)
+			shared := b.hasShared(id) || b.queueHasShared(id)
 			b.unlinkSession(s)
 			if shared {
 				b.handOffStoredQueue(id, now) // committed before the expiry (sharedhandoff.go)

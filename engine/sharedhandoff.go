@@ -35,8 +35,10 @@ import (
 // of its stored queue that a shared subscription put there (the group is
 // recorded in each entry, store.QueueEntry.Group) are handed off the same
 // way, before the expiry is committed: a crash in between can duplicate a
-// message (QoS 1 allows it), never lose one. Only sessions that still have
-// a shared subscription when they expire are read for it.
+// message (QoS 1 allows it), never lose one. A session that still has a
+// shared subscription when it expires is read for it; one that has none
+// (it unsubscribed with deliveries of the group still queued) only if a
+// scan of its queue's entries, without their bodies, finds such an entry.
 
 // handOffStoredQueue hands the shared-subscription entries of an expiring
 // persistent session's stored queue to other members of their groups, a
@@ -64,6 +66,16 @@ func (b *Broker) handOffStoredQueue(id string, now time.Time) {
 		}
 		from, avg = qms[len(qms)-1].Seq+1, pageAverage(qms)
 	}
+}
+
+// queueHasShared reports whether client's stored queue holds an entry a
+// shared subscription put there; a read error counts as none (logged).
+func (b *Broker) queueHasShared(client string) bool {
+	has, err := b.store.QueueHasShared(client)
+	if err != nil {
+		b.log.Error("scanning an expiring session's queue for shared-subscription messages failed; they are dropped with it", "client", client, "err", err)
+	}
+	return has
 }
 
 // hasShared reports whether client subscribes to a shared subscription.

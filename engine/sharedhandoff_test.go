@@ -109,3 +109,70 @@ func expiringMemberHandOff(t *testing.T, limits engine.Limits, jobs int, pad str
 	}
 	r.expectSilence(t, 200*time.Millisecond) // not the other subscription's message
 }
+
+// A member that unsubscribed from its shared subscription while deliveries
+// of the group were still in its stored queue (sent, not acknowledged) has
+// them handed on when its session expires, though it no longer belongs to
+// the group.
+func TestExpiringFormerMemberQueueGoesToAnotherMember(t *testing.T) {
+	clk := &testClock{}
+	tb := startBroker(t, engine.Options{Now: clk.now})
+	const group = "$share/batch/work/#"
+	for _, m := range []struct {
+		id     string
+		expiry uint32
+	}{{"member-short", 60}, {"member-long", 3600}} {
+		r := dialV5(t, tb.addr, m.id, true, m.expiry)
+		r.subscribe5(t, 1, nil, sub5(group, 1))
+		r.Send(&wire.Disconnect{})
+		r.expectClosed(t, 5*time.Second)
+	}
+	time.Sleep(50 * time.Millisecond) // both offline
+	pub := dialV5(t, tb.addr, "producer", true, 0)
+	want := map[string]bool{}
+	for i := range 6 {
+		payload := fmt.Sprintf("job-%d", i)
+		pub.publishQoS1(t, uint16(i+1), "work/x", payload, nil)
+		want[payload] = true
+	}
+	pub.Close()
+
+	// member-short comes back, takes its share without acknowledging it,
+	// leaves the group and goes away again.
+	r := dialV5(t, tb.addr, "member-short", false, 60)
+	held := 0
+	r.Send(&wire.Unsubscribe{PacketID: 9, Filters: []string{group}})
+	for {
+		p := r.Expect(t, 5*time.Second)
+		if _, ok := p.(*wire.Publish); ok {
+			held++
+			continue
+		}
+		if ua, ok := p.(*wire.Unsuback); !ok || ua.PacketID != 9 || len(ua.ReasonCodes) != 1 || ua.ReasonCodes[0] != 0 {
+			t.Fatalf("want UNSUBACK 9 success, got %+v", p)
+		}
+		break
+	}
+	r.Send(&wire.Disconnect{})
+	r.expectClosed(t, 5*time.Second)
+	if held == 0 {
+		t.Fatal("member-short was given none of the jobs: nothing tested")
+	}
+
+	clk.advance(2 * time.Minute)
+	if n, err := tb.b.ExpireSessions(clk.now()); err != nil || n != 1 {
+		t.Fatalf("ExpireSessions = %d, %v, want member-short", n, err)
+	}
+	long := dialV5(t, tb.addr, "member-long", false, 3600)
+	got := map[string]bool{}
+	for range want {
+		p := long.expectPublish(t, 5*time.Second)
+		if got[string(p.Payload)] || !want[string(p.Payload)] {
+			t.Fatalf("member-long got %q (so far %v), want each of %v once", p.Payload, got, want)
+		}
+		got[string(p.Payload)] = true
+		long.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})
+	}
+	long.expectSilence(t, 200*time.Millisecond)
+	t.Logf("member-short held %d of the %d jobs when it left the group", held, len(want))
+}

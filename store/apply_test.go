@@ -387,3 +387,28 @@ func TestReadQueueConsistentWithConcurrentRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestQueueHasShared: only an entry a shared subscription queued (its group
+// recorded) counts, inline or with a shared body, and only until the
+// entries are gone.
+func TestQueueHasShared(t *testing.T) {
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	shared := evPub("t", "x", "plain")
+	shared.Targets = append(shared.Targets, Target{Client: "member", QoS: 1, Group: "g"})
+	inline := evPub("t", "y")
+	inline.Targets = []Target{{Client: "alone", QoS: 1, Group: "g"}}
+	commitWait(t, s, true, shared, inline, evPub("t", "z", "member"))
+	for client, want := range map[string]bool{"plain": false, "member": true, "alone": true, "nobody": false} {
+		if got, err := s.QueueHasShared(client); err != nil || got != want {
+			t.Errorf("QueueHasShared(%s) = %v, %v; want %v", client, got, err, want)
+		}
+	}
+	commitWait(t, s, true, evAck("member", 1), evAck("alone", 1))
+	if got, _ := s.QueueHasShared("member"); got {
+		t.Error("member: the shared entry was acknowledged, its plain one remains")
+	}
+	if got, _ := s.QueueHasShared("alone"); got {
+		t.Error("alone: an empty queue")
+	}
+}

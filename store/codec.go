@@ -146,6 +146,7 @@ type entryRef struct {
 	size      int64
 	expiresAt int64 // the y/ index key to delete with the entry (0: none)
 	inline    bool
+	shared    bool // a shared subscription put it there (QueueEntry.Group)
 }
 
 // decodeEntryRef reads an entryRef from an encoded QueueEntry without
@@ -167,7 +168,7 @@ func decodeEntryRef(key, val []byte) (entryRef, error) {
 
 // ref is what removing e needs to know about it (e.Body still in place).
 func (e *QueueEntry) ref() entryRef {
-	return entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil}
+	return entryRef{msgID: e.MsgID, size: e.Size, expiresAt: e.ExpiresAt, inline: e.Body != nil, shared: e.Group != ""}
 }
 
 func scanEntryRef(b []byte) (r entryRef, ok bool) {
@@ -191,12 +192,13 @@ func scanEntryRef(b []byte) (r entryRef, ok bool) {
 			return r, true // the body is last; nothing after it matters
 		}
 		switch k {
-		case "g": // the shared subscription group: not needed to remove the entry
-			np, ok := skipStr(b, p)
-			if !ok {
+		case "g": // the shared subscription group
+			sc := scanner{b: b, p: p, ok: true}
+			g := sc.sized(true)
+			if !sc.ok {
 				return r, false
 			}
-			p = np
+			p, r.shared = sc.p, len(g) > 0
 			continue
 		case "m", "z", "ex":
 			v, np, ok := msgpackInt(b, p)
@@ -259,13 +261,6 @@ func msgpackInt(b []byte, p int) (v uint64, next int, ok bool) {
 		return uint64(int64(u<<shift) >> shift), p + 1 + size, true
 	}
 	return u, p + 1 + size, true
-}
-
-// skipStr skips a str value at b[p].
-func skipStr(b []byte, p int) (int, bool) {
-	s := scanner{b: b, p: p, ok: true}
-	s.sized(true)
-	return s.p, s.ok
 }
 
 // skipScalarOrIntArray skips an integer, a bool, nil, or an array of

@@ -142,7 +142,7 @@ func TestEntryRefMatchesFullDecode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := entryRef{msgID: q.MsgID, size: q.Size, expiresAt: q.ExpiresAt, inline: q.Body != nil}
+		want := entryRef{msgID: q.MsgID, size: q.Size, expiresAt: q.ExpiresAt, inline: q.Body != nil, shared: q.Group != ""}
 		got, ok := scanEntryRef(val)
 		if !ok || got != want {
 			t.Fatalf("scanEntryRef = %+v, %v; want %+v (%x)", got, ok, want, val)

@@ -210,6 +210,35 @@ func (s *Store) ReadQueue(client string, from, to uint64, limit int) ([]QueuedMe
 	return out, nil
 }
 
+// QueueHasShared reports whether an entry of client's queue was put there
+// by a shared subscription (QueueEntry.Group set). It reads the entries
+// only, not their bodies, and stops at the first such entry.
+func (s *Store) QueueHasShared(client string) (bool, error) {
+	qi := s.QueueInfo(client)
+	if qi.Count == 0 {
+		return false, nil
+	}
+	if err := s.enterRead(); err != nil {
+		return false, err
+	}
+	defer s.exitRead()
+	errFound := errors.New("found")
+	err := s.scanIn(s.db, "scan queue for shared entries", queueKey(nil, client, qi.Head), queueKey(nil, client, qi.Next), func(key, val []byte) error {
+		r, err := decodeEntryRef(key, val)
+		if err != nil {
+			return err
+		}
+		if r.shared {
+			return errFound
+		}
+		return nil
+	})
+	if err == errFound {
+		return true, nil
+	}
+	return false, err
+}
+
 // messageIn reads body m/<id> from r, for a caller inside
 // enterRead/exitRead.
 func (s *Store) messageIn(r pebble.Reader, id uint64) (*Message, error) {
