@@ -327,7 +327,8 @@ func (b *Broker) pageFor(avg int) int {
 	return max(1, min(storePageSize, qb/avg))
 }
 
-// pageAverage is the average size of a page's messages (at least 1).
+// pageAverage is the average size of a page's messages: at least 1, or 0
+// for an empty page (nothing learned).
 func pageAverage(page []store.QueuedMessage) int {
 	if len(page) == 0 {
 		return 0

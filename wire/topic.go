@@ -9,7 +9,9 @@ package wire
 //     '+' only ever fills a whole level and '#' only the whole last level.
 //   - A filter starting with "$share/" is a shared filter
 //     "$share/{group}/{filter}": the group is non-empty without '/', '+' or
-//     '#', and filter is a valid non-empty topic filter.
+//     '#', and filter is a valid non-empty topic filter. In packets that
+//     rule is 5.0's (checkFilterFor): a 3.x SUBSCRIBE or UNSUBSCRIBE needs
+//     only the plain wildcard rules, "$share//a" included.
 //   - Validation and matching do not allocate unless they return an error.
 
 import "strings"

@@ -3,8 +3,8 @@ package main
 // The admin endpoint's actions, beside its queries: POST /v1/compact runs a
 // compaction pass now (what --compact-interval does on a timer), POST
 // /v1/reload rereads the password, ACL and certificate files and the config
-// file's bridges (what SIGHUP does). Both answer one JSON object; POST only, so that a browser or a
-// crawler following links never triggers them.
+// file's bridges (what SIGHUP does). Both answer one JSON object; POST only,
+// so that a browser or a crawler following links never triggers them.
 
 import (
 	"context"
