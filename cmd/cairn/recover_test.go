@@ -43,6 +43,12 @@ func damageFixture(t *testing.T) string {
 	p := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "rec-pub", Version: wire.V311, CleanStart: true})
 	p.publish(&wire.Publish{Topic: "status/rec", QoS: 1, PacketID: 1, Retain: true, Payload: []byte("kept")})
 	for i := range damagedQueued {
+		if i == damagedQueued/4 {
+			// Other commits among the publishes, as a busy broker has
+			// (the message ids, which are seqs, are not consecutive).
+			o := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "rec-other", Version: wire.V311})
+			o.disconnect()
+		}
 		p.publish(&wire.Publish{Topic: fmt.Sprintf("d/%d", i), QoS: 1, PacketID: uint16(i%60000 + 2), Payload: []byte(fmt.Sprintf("msg-%03d", i))})
 	}
 	p.disconnect()
@@ -235,9 +241,13 @@ func TestRecoverDamagedStores(t *testing.T) {
 	if len(ids) != damagedQueued {
 		t.Fatalf("fixture queue holds %d messages", len(ids))
 	}
-	// Publish i has seq (and message id) ids[0]+i: the publisher's commits
-	// follow each other.
-	firstPub := ids[0]
+	// A message's id is the seq of its publish event. The seqs of the
+	// publishes need not follow each other: another commit (rec-sub2's
+	// session closing, on a slow machine) may land among them.
+	indexOfSeq := map[int]int{}
+	for i, id := range ids {
+		indexOfSeq[int(id)] = i
+	}
 	cases := []struct {
 		name        string
 		damage      func(t *testing.T, dir string)
@@ -368,7 +378,7 @@ func TestRecoverDamagedStores(t *testing.T) {
 					from, _ := strconv.Atoi(m[1])
 					to, _ := strconv.Atoi(m[2])
 					for seq := from; seq <= to; seq++ {
-						if i := seq - int(firstPub); i >= 0 && i < damagedQueued {
+						if i, ok := indexOfSeq[seq]; ok {
 							lost[i] = true
 						}
 					}
