@@ -226,22 +226,26 @@ func (b *Broker) RunCompaction(ctx context.Context, every time.Duration) {
 // lockOfflineQueue lets the task expire client's queue only while the
 // session has no connection, holding the connect lock so that none can
 // attach until the task's commit is applied. It never waits: a client id
-// being connected right now is left for the next pass.
-func (b *Broker) lockOfflineQueue(client string) (func(), bool) {
+// being connected right now is left for the next pass. It also gives the
+// session's "may have been sent" watermark: what the client may have
+// received stays, expired or not, to be resent when it reconnects.
+func (b *Broker) lockOfflineQueue(client string) (func(), uint64, bool) {
 	unlock, ok := b.connects.tryLock(client)
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
+	var sentBelow uint64
 	if s := b.lookup(client); s != nil {
 		s.mu.Lock()
 		online := s.conn != nil
+		sentBelow = s.out.SentBelow()
 		s.mu.Unlock()
 		if online {
 			unlock()
-			return nil, false
+			return nil, 0, false
 		}
 	}
-	return unlock, true
+	return unlock, sentBelow, true
 }
 
 // tryLock is lock without waiting: it fails if anyone holds or awaits id.

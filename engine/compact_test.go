@@ -239,6 +239,53 @@ func TestExpiredQueuedNeverServed(t *testing.T) {
 	}
 }
 
+// A message whose expiry passes after it was sent but before it was
+// acknowledged is resent on reconnect (MQTT-4.4.0-1), with DUP and 0 left of
+// its interval, by the writer and whatever the compaction task or a restart
+// did meanwhile; one that was never sent is deleted (MQTT-3.3.2-5).
+func TestExpiredInflightIsResent(t *testing.T) {
+	for _, mode := range []string{"writer", "sweep", "restart+sweep"} {
+		t.Run(mode, func(t *testing.T) {
+			clk := newFakeClock()
+			tb := startBroker(t, engine.Options{Now: clk.Now, MaxInflight: 1})
+			sub := dialV5(t, tb.addr, "inflight-sub", true, 3600)
+			sub.subscribe(t, 1, "e/#", 1)
+			p := dialV5(t, tb.addr, "inflight-pub", true, 0)
+			pub5(t, p, 1, "e/t", "sent", false, 2)
+			pub5(t, p, 2, "e/t", "never sent", false, 2)
+			pub5(t, p, 3, "e/t", "no expiry", false, 0)
+			p.Close()
+			if got := sub.expectPublish(t, 5*time.Second); string(got.Payload) != "sent" {
+				t.Fatalf("first delivery %q", got.Payload)
+			}
+			sub.Close() // without a PUBACK
+			waitStoredOffline(t, tb, "inflight-sub")
+			clk.Add(3 * time.Second)
+			switch mode {
+			case "sweep":
+				if rep := compact(t, tb, false); rep.QueuedExpired != 1 {
+					t.Fatalf("the pass expired %d, want 1 (the message never sent)", rep.QueuedExpired)
+				}
+			case "restart+sweep":
+				tb.restart()
+				if rep := compact(t, tb, false); rep.QueuedExpired != 1 {
+					t.Fatalf("the pass expired %d, want 1 (the message never sent)", rep.QueuedExpired)
+				}
+			}
+			sub = dialV5(t, tb.addr, "inflight-sub", false, 3600)
+			defer sub.Close()
+			got := sub.expectPublish(t, 5*time.Second)
+			if string(got.Payload) != "sent" || !got.Dup || got.Props == nil || got.Props.MessageExpiry == nil || *got.Props.MessageExpiry != 0 {
+				t.Fatalf("resent %q dup=%v props %+v, want \"sent\" with DUP and Message Expiry Interval 0", got.Payload, got.Dup, got.Props)
+			}
+			sub.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: got.PacketID})
+			if rest := strings.Join(drain(t, sub, 300*time.Millisecond), ","); rest != "no expiry" {
+				t.Fatalf("then delivered %q, want only \"no expiry\"", rest)
+			}
+		})
+	}
+}
+
 // The task leaves a connected session's queue alone (its writer drops
 // expired messages as it reaches them).
 func TestCompactSparesConnectedQueues(t *testing.T) {

@@ -54,7 +54,10 @@ func deliveryProps(d session.Delivery, now time.Time) *wire.Properties {
 		if p == nil {
 			p = &wire.Properties{}
 		}
-		left := uint32((time.Duration(d.Msg.ExpiresAt-now.UnixNano()) + time.Second - 1) / time.Second)
+		var left uint32 // an expired message that is resent has 0 left
+		if wait := time.Duration(d.Msg.ExpiresAt - now.UnixNano()); wait > 0 {
+			left = uint32((wait + time.Second - 1) / time.Second)
+		}
 		p.MessageExpiry = &left
 	}
 	return p

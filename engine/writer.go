@@ -228,7 +228,10 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 		Payload:  d.Msg.Payload,
 	}
 	now := c.b.now()
-	if expired(d.Msg, now) {
+	if expired(d.Msg, now) && !act.Dup {
+		// Onward delivery has not started: the copy goes (MQTT-3.3.2-5).
+		// A resend (DUP) has: an unacknowledged PUBLISH is resent whatever
+		// its expiry (MQTT-4.4.0-1), with an interval of 0 left.
 		c.dropDelivery(act, "message expired")
 		return buf
 	}

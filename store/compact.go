@@ -23,9 +23,13 @@ import (
 //     to now, removed with EvDropped{Reason: "expired"}. Only queues the
 //     caller lets go (CompactOptions.LockQueue: the engine says no for
 //     sessions with a connection, whose writer drops expired messages as it
-//     reaches them) and never an entry in StatePubrec (its PUBREL must still
-//     be sent). Skipped entries stay in the index; a cursor that survives
-//     between passes makes every pass progress past them.
+//     reaches them), never an entry in StatePubrec (its PUBREL must still
+//     be sent) and never one that may have been sent (seq below the
+//     session's "may have been sent" watermark): its onward delivery has
+//     started, so it is resent on reconnect whatever its expiry
+//     (MQTT-4.4.0-1; MQTT-3.3.2-5 deletes only copies not yet sent).
+//     Skipped entries stay in the index; a cursor that survives between
+//     passes makes every pass progress past them.
 //  3. Orphan bodies (Full only): m/ and c/ keys no queue entry references,
 //     removed with EvBodyCollected. Bodies are normally deleted in the batch
 //     of their last release, so on a healthy store this finds nothing; it
@@ -73,9 +77,13 @@ type CompactOptions struct {
 	// it asks Pebble to compact that span; 0 means 1024, negative never.
 	CompactThreshold int
 	// LockQueue, if set, is asked before expiring entries of client's queue;
-	// ok false leaves them for later. unlock runs after the commit. nil
-	// means every queue may be expired (a stopped broker's store).
-	LockQueue func(client string) (unlock func(), ok bool)
+	// ok false leaves them for later. unlock runs after the commit.
+	// sentBelow is the queue's "may have been sent" watermark: entries
+	// below it are never expired. nil means every queue may be expired (a
+	// stopped broker's store) up to the watermark in its session record
+	// (none expired for a session a crash left connected, whose watermark
+	// is unknown).
+	LockQueue func(client string) (unlock func(), sentBelow uint64, ok bool)
 	// OnRetainedExpired, if set, is called after each committed batch of
 	// retained expiries (the engine updates its in-memory index).
 	OnRetainedExpired func(topics []string, now int64)
@@ -315,6 +323,33 @@ func (s *Store) scanQueueExpiry(from, upper []byte, limit int) ([]expiredRef, er
 	return out, nil
 }
 
+// recordedSentBelow is the "may have been sent" watermark of client's queue
+// as its session record has it: everything for a record without one (a
+// session a crash left connected), nothing for a queue without a record.
+func (s *Store) recordedSentBelow(client string) (uint64, error) {
+	if err := s.enterRead(); err != nil {
+		return 0, err
+	}
+	defer s.exitRead()
+	key := sessionKey(nil, client)
+	val, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, s.readErr("read session", err)
+	}
+	defer closer.Close()
+	var ses Session
+	if err := decode(key, val, &ses); err != nil {
+		return 0, err
+	}
+	if ses.Connected || !ses.SentKnown {
+		return math.MaxUint64, nil
+	}
+	return ses.SentBelow, nil
+}
+
 // entryState reads the state of a queue entry (found false if it is gone).
 func (s *Store) entryState(ref QueueRef) (state byte, found bool, err error) {
 	if err := s.enterRead(); err != nil {
@@ -376,22 +411,31 @@ func (s *Store) expireQueuedPage(o CompactOptions, rep *CompactReport, page []ex
 			u()
 		}
 	}()
-	locked := map[string]bool{}
+	type queueLock struct {
+		ok        bool
+		sentBelow uint64
+	}
+	locked := map[string]queueLock{}
 	var evs []*Event
 	var refs []QueueRef
 	for _, p := range page {
-		ok, seen := locked[p.ref.Client]
+		l, seen := locked[p.ref.Client]
 		if !seen {
-			ok = true
+			l.ok = true
 			if o.LockQueue != nil {
 				var unlock func()
-				if unlock, ok = o.LockQueue(p.ref.Client); ok && unlock != nil {
+				if unlock, l.sentBelow, l.ok = o.LockQueue(p.ref.Client); l.ok && unlock != nil {
 					unlocks = append(unlocks, unlock)
 				}
+			} else {
+				var err error
+				if l.sentBelow, err = s.recordedSentBelow(p.ref.Client); err != nil {
+					return err
+				}
 			}
-			locked[p.ref.Client] = ok
+			locked[p.ref.Client] = l
 		}
-		if !ok {
+		if !l.ok || p.ref.Seq < l.sentBelow {
 			rep.QueuedSkipped++
 			continue
 		}

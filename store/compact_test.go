@@ -169,7 +169,7 @@ func TestCompactExpiresQueued(t *testing.T) {
 	)
 	commitWait(t, s, true, evPubrec("q2", 1))
 	c.Add(2 * time.Second)
-	lock := func(client string) (func(), bool) { return func() {}, client != "busy" }
+	lock := func(client string) (func(), uint64, bool) { return func() {}, 0, client != "busy" }
 	var told []QueueRef
 	rep := compactNow(t, s, CompactOptions{LockQueue: lock, OnQueueExpired: func(r []QueueRef) { told = append(told, r...) }})
 	if rep.QueuedExpired != 3 || rep.QueuedSkipped != 3 {
@@ -194,6 +194,50 @@ func TestCompactExpiresQueued(t *testing.T) {
 	}
 }
 
+// What may have been sent is never expired: its onward delivery has started,
+// so it must be resent when the client reconnects (MQTT-4.4.0-1). The
+// watermark comes from LockQueue, or on a stopped broker's store from the
+// session record, where a session a crash left connected (no known
+// watermark) keeps everything.
+func TestCompactSparesWhatMayHaveBeenSent(t *testing.T) {
+	c := newClock()
+	s := openClock(t, vfs.NewMem(), c)
+	defer s.Close()
+	closed := func(client string, sentBelow uint64) *Event {
+		return &Event{Kind: EvSessionClosed, Client: client, Session: &Session{ClientID: client, Version: 5, ExpiryInterval: 0xFFFFFFFF, SentBelow: sentBelow, SentKnown: true}}
+	}
+	crashed := &Event{Kind: EvSessionOpened, Client: "crashed", Session: &Session{ClientID: "crashed", Version: 5, ExpiryInterval: 0xFFFFFFFF, Connected: true}}
+	commitWait(t, s, true, closed("sent2", 3), closed("live", 1), crashed)
+	for range 3 {
+		ev := evPub("t", "payload", "sent2", "live", "crashed")
+		ev.Msg.ExpiresAt = c.Now().Add(time.Second).UnixNano()
+		commitWait(t, s, true, ev)
+	}
+	c.Add(time.Minute)
+	// The engine's watermark for "live" (2 sent since its record) wins
+	// over the record's.
+	lock := func(client string) (func(), uint64, bool) {
+		if client == "live" {
+			return nil, 3, true
+		}
+		return nil, 0, false
+	}
+	if rep := compactNow(t, s, CompactOptions{LockQueue: lock}); rep.QueuedExpired != 1 || s.QueueInfo("live").Count != 2 {
+		t.Fatalf("with LockQueue: expired %d, live queue %+v; want only live/3 expired", rep.QueuedExpired, s.QueueInfo("live"))
+	}
+	// Without the engine, the records say: sent2 sent 1 and 2; live sent
+	// nothing; crashed may have been sent anything.
+	rep := compactNow(t, s, CompactOptions{})
+	if rep.QueuedExpired != 3 {
+		t.Fatalf("from the records: expired %d, want 3 (sent2/3, live/1, live/2)", rep.QueuedExpired)
+	}
+	for client, want := range map[string]int{"sent2": 2, "live": 0, "crashed": 3} {
+		if qi := s.QueueInfo(client); qi.Count != want {
+			t.Errorf("queue %s = %+v, want %d entries", client, qi, want)
+		}
+	}
+}
+
 // A pass that examines only a few index keys continues where the last one
 // stopped, so entries it must skip cannot starve the ones behind them.
 func TestCompactQueueCursor(t *testing.T) {
@@ -209,7 +253,7 @@ func TestCompactQueueCursor(t *testing.T) {
 	late.Msg.ExpiresAt = c.Now().Add(time.Second).UnixNano()
 	commitWait(t, s, true, late)
 	c.Add(time.Hour)
-	lock := func(client string) (func(), bool) { return nil, client != "busy" }
+	lock := func(client string) (func(), uint64, bool) { return nil, 0, client != "busy" }
 	expired := 0
 	for pass := 0; pass < 5 && expired == 0; pass++ {
 		expired += compactNow(t, s, CompactOptions{LockQueue: lock, Batch: 2, MaxQueueScan: 4}).QueuedExpired
