@@ -27,6 +27,7 @@ const (
 	endShutdown                        // broker shutting down: will stays armed
 	endStoreFailure                    // the store could not make a commit durable
 	endStoreFull                       // 3.x PUBLISH refused: free space below the store's reserve (storefull.go)
+	endQueueFull                       // 3.x PUBLISH refused: a subscriber's queue is full (queuelimit.go)
 )
 
 // conn is one network connection. Its reader goroutine (run) decodes packets

@@ -56,11 +56,14 @@ func (b *Broker) limitQueues(r *routed, fromClient bool) {
 // reject, a queue was full).
 func (r *routed) refused() bool { return r.ev != nil && r.ev.QueueFull != "" }
 
-// refusePublish answers a PUBLISH the commit refused: nothing was stored or
-// delivered. A 5.0 client is told (0x97); a 3.x client gets no
-// acknowledgement, keeps the message and sends it again on its next
-// connection. The QoS 2 packet id is forgotten so that the resend is
-// evaluated as new, not answered as a duplicate.
+// refuseQueueFull answers a PUBLISH the commit refused: nothing was stored
+// or delivered. A 5.0 client is told (0x97). A 3.x client cannot be told:
+// for QoS 1 and 2 its connection is closed without an acknowledgement (3.x
+// allows only a positive acknowledgement or a close, MQTT-3.3.5-2), so it
+// keeps the message and sends it again on its next connection (left open,
+// the unacknowledged packet would hold its in-flight slot for good). The
+// QoS 2 packet id is forgotten so that the resend is evaluated as new, not
+// answered as a duplicate.
 func (c *conn) refuseQueueFull(p *wire.Publish, r *routed) {
 	b := c.b
 	b.stats.Maint.QueueFullRejected.Add(1)
@@ -73,6 +76,10 @@ func (c *conn) refuseQueueFull(p *wire.Publish, r *routed) {
 	c.log.Warn("publish refused: a subscriber's queue is full", "topic", p.Topic, "qos", p.QoS,
 		"full_queue", r.ev.QueueFull, "limit_messages", r.ev.Limit.Count, "limit_bytes", r.ev.Limit.Bytes)
 	if c.version != wire.V5 {
+		if p.QoS > 0 {
+			c.log.Info("closing the connection: a 3.x client cannot be told its PUBLISH was refused; it sends it again when it reconnects", "packet_id", p.PacketID)
+			c.closeWith(endQueueFull)
+		}
 		return
 	}
 	c.inboundRefused(p)
