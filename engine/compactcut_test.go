@@ -72,7 +72,10 @@ func buildCompactionStore(t *testing.T) *storetest.CrashFS {
 	}
 	for i := range ccSessions {
 		id := fmt.Sprintf("cc-%02d", i)
-		rec := &store.Session{ClientID: id, Version: 5, ExpiryInterval: math.MaxUint32, ConnectedAt: at, DisconnectedAt: at}
+		// Offline, its record's "may have been sent" watermark at the
+		// start of the queue: a stopped store's pass may expire every
+		// entry but those in PUBREC state.
+		rec := &store.Session{ClientID: id, Version: 5, ExpiryInterval: math.MaxUint32, ConnectedAt: at, DisconnectedAt: at, SentKnown: true}
 		commit(&store.Event{Kind: store.EvSessionOpened, Time: at, Client: id, Session: rec},
 			&store.Event{Kind: store.EvSubscribed, Time: at, Client: id, Filter: "cc/#", Sub: &store.Subscription{QoS: 1}})
 		for j := range ccQueued {
