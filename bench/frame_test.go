@@ -60,7 +60,7 @@ func TestAppendAckMatchesWire(t *testing.T) {
 func TestParseWirePublishWithProperties(t *testing.T) {
 	expiry := uint32(60)
 	p := &wire.Publish{QoS: 1, PacketID: 9, Topic: "a/b", Payload: []byte("hello"), Dup: true, Retain: true,
-		Props: &wire.Properties{MessageExpiry: &expiry, ContentType: "text/plain", SubscriptionIDs: []uint32{7}}}
+		Props: &wire.Properties{MessageExpiry: &expiry, ContentType: new("text/plain"), SubscriptionIDs: []uint32{7}}}
 	b, err := wire.AppendPacket(nil, p, wire.V5)
 	if err != nil {
 		t.Fatal(err)

@@ -345,7 +345,7 @@ func TestEnhancedAuthWithPolicy(t *testing.T) {
 	addr := serveExtra(t, tb, engine.Listener{Name: "closed"})
 	r := dialRawV(t, addr, wire.V5)
 	ack := r.Connect(t, &wire.Connect{ClientID: "ea", CleanStart: true, UsernameFlag: true, Username: "carol",
-		Props: &wire.Properties{AuthMethod: "one", AuthData: []byte("x")}})
+		Props: &wire.Properties{AuthMethod: new("one"), AuthData: []byte("x")}})
 	if ack.ReasonCode != 0 {
 		t.Fatalf("CONNACK 0x%02X after enhanced authentication", byte(ack.ReasonCode))
 	}

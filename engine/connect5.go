@@ -102,7 +102,7 @@ func (c *conn) negotiate(p *wire.Connect, expiry *uint32) (window int, ok bool) 
 		*expiry = max
 		c.v5.expiryCapped = true
 	}
-	if p.Props != nil && p.Props.AuthMethod != "" && !c.connectAuth(p) {
+	if p.Props != nil && p.Props.AuthMethod != nil && !c.connectAuth(p) {
 		return 0, false
 	}
 	return window, true
@@ -127,7 +127,7 @@ func (c *conn) connackProps(assigned bool, id string, expiry uint32) *wire.Prope
 		p.ResponseInfo = f.ResponseInfo + id
 	}
 	if c.v5.authMethod != "" {
-		p.AuthMethod, p.AuthData = c.v5.authMethod, c.v5.authReply
+		p.AuthMethod, p.AuthData = &c.v5.authMethod, c.v5.authReply
 		c.v5.authReply = nil
 	}
 	return p

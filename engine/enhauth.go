@@ -85,9 +85,9 @@ func authRefusal(err error, t wire.PacketType) (wire.ReasonCode, string) {
 // connectAuth runs the exchange of a CONNECT that names a method. It
 // returns false when the connection was refused (CONNACK written).
 func (c *conn) connectAuth(p *wire.Connect) bool {
-	method := p.Props.AuthMethod
+	method := *p.Props.AuthMethod
 	h := c.b.opts.EnhancedAuth[method]
-	if h == nil {
+	if h == nil || method == "" { // an empty method is present, and no method we know
 		return c.refuse(wire.ConnRefusedNotAuthorized, wire.BadAuthenticationMethod,
 			"unsupported authentication method", "method", method)
 	}
@@ -107,7 +107,7 @@ func (c *conn) connectAuth(p *wire.Connect) bool {
 			return c.refuse(wire.ConnRefusedNotAuthorized, wire.NotAuthorized, "too many authentication rounds", "method", method)
 		}
 		c.writeNow(&wire.Auth{ReasonCode: wire.ContinueAuthentication,
-			Props: &wire.Properties{AuthMethod: method, AuthData: reply}}, wire.V5)
+			Props: &wire.Properties{AuthMethod: &method, AuthData: reply}}, wire.V5)
 		pkt, err := c.r.ReadPacket(wire.V5)
 		if err != nil {
 			if we := wire.AsError(err); we != nil {
@@ -119,7 +119,7 @@ func (c *conn) connectAuth(p *wire.Connect) bool {
 		}
 		switch a := pkt.(type) {
 		case *wire.Auth:
-			if a.ReasonCode != wire.ContinueAuthentication || a.Props == nil || a.Props.AuthMethod != method {
+			if a.ReasonCode != wire.ContinueAuthentication || a.Props == nil || a.Props.AuthMethod == nil || *a.Props.AuthMethod != method {
 				return c.refuse(wire.ConnRefusedNotAuthorized, wire.ProtocolError,
 					"AUTH with another reason code or method during authentication", "reason", a.ReasonCode)
 			}
@@ -140,7 +140,7 @@ func (c *conn) onAuth(a *wire.Auth) bool {
 	if st.authMethod == "" {
 		return c.protocolError(wire.ProtocolError, "AUTH on a connection without enhanced authentication")
 	}
-	if a.Props == nil || a.Props.AuthMethod != st.authMethod {
+	if a.Props == nil || a.Props.AuthMethod == nil || *a.Props.AuthMethod != st.authMethod {
 		return c.protocolError(wire.ProtocolError, "AUTH with a method other than the CONNECT's")
 	}
 	switch {
@@ -168,6 +168,6 @@ func (c *conn) onAuth(a *wire.Auth) bool {
 		code, st.authEx, st.rounds = wire.Success, nil, 0
 		c.log.Debug("client re-authenticated", "method", st.authMethod)
 	}
-	c.send(&wire.Auth{ReasonCode: code, Props: &wire.Properties{AuthMethod: st.authMethod, AuthData: reply}})
+	c.send(&wire.Auth{ReasonCode: code, Props: &wire.Properties{AuthMethod: &st.authMethod, AuthData: reply}})
 	return true
 }

@@ -62,11 +62,11 @@ func (oneStep) Step(data []byte) ([]byte, bool, error) {
 
 func authConnect(id, method, data string) *wire.Connect {
 	return &wire.Connect{ClientID: id, CleanStart: true, KeepAlive: 60,
-		Props: &wire.Properties{AuthMethod: method, AuthData: []byte(data)}}
+		Props: &wire.Properties{AuthMethod: new(method), AuthData: []byte(data)}}
 }
 
 func authPacket(code wire.ReasonCode, method, data string) *wire.Auth {
-	return &wire.Auth{ReasonCode: code, Props: &wire.Properties{AuthMethod: method, AuthData: []byte(data)}}
+	return &wire.Auth{ReasonCode: code, Props: &wire.Properties{AuthMethod: new(method), AuthData: []byte(data)}}
 }
 
 // expectAuth reads an AUTH and checks its reason code, method and data.
@@ -74,7 +74,7 @@ func (r *rawConn) expectAuth(t testing.TB, code wire.ReasonCode, method, data st
 	t.Helper()
 	p := r.Expect(t, 5*time.Second)
 	a, ok := p.(*wire.Auth)
-	if !ok || a.ReasonCode != code || a.Props == nil || a.Props.AuthMethod != method || string(a.Props.AuthData) != data {
+	if !ok || a.ReasonCode != code || a.Props == nil || deref(a.Props.AuthMethod) != method || string(a.Props.AuthData) != data {
 		t.Fatalf("got %#v, want AUTH 0x%02X %s %q", p, byte(code), method, data)
 	}
 }
@@ -93,10 +93,19 @@ func TestEnhancedAuth(t *testing.T) {
 		}
 		r.expectClosed(t, 5*time.Second)
 	})
+	t.Run("empty method", func(t *testing.T) {
+		// Present though empty: a method the broker does not support, not
+		// an absent one (which would skip enhanced authentication).
+		r, ack := connect5(t, tb.addr, &wire.Connect{Version: wire.V5, CleanStart: true, ClientID: "ea-empty", Props: &wire.Properties{AuthMethod: new("")}})
+		if ack.ReasonCode != wire.BadAuthenticationMethod {
+			t.Fatalf("CONNACK 0x%02X, want 0x8C", byte(ack.ReasonCode))
+		}
+		r.expectClosed(t, 5*time.Second)
+	})
 	t.Run("one step", func(t *testing.T) {
 		_, ack := mustConnect5(t, tb.addr, authConnect("ea-one", "ONE", "x"))
-		if ack.Props.AuthMethod != "ONE" || string(ack.Props.AuthData) != "ok:x" {
-			t.Fatalf("CONNACK auth %q %q", ack.Props.AuthMethod, ack.Props.AuthData)
+		if deref(ack.Props.AuthMethod) != "ONE" || string(ack.Props.AuthData) != "ok:x" {
+			t.Fatalf("CONNACK auth %v %q", deref(ack.Props.AuthMethod), ack.Props.AuthData)
 		}
 	})
 	t.Run("challenge and re-authentication", func(t *testing.T) {
@@ -105,7 +114,7 @@ func TestEnhancedAuth(t *testing.T) {
 		r.expectAuth(t, wire.ContinueAuthentication, "CHALLENGE", "nonce")
 		r.Send(authPacket(wire.ContinueAuthentication, "CHALLENGE", "nonce:s3cret"))
 		ack, ok := r.Expect(t, 5*time.Second).(*wire.Connack)
-		if !ok || ack.ReasonCode != wire.Success || ack.Props.AuthMethod != "CHALLENGE" || string(ack.Props.AuthData) != "welcome" {
+		if !ok || ack.ReasonCode != wire.Success || deref(ack.Props.AuthMethod) != "CHALLENGE" || string(ack.Props.AuthData) != "welcome" {
 			t.Fatalf("CONNACK %#v", ack)
 		}
 		// Re-authentication on the open connection.

@@ -222,12 +222,12 @@ func TestPayloadFormatIndicator(t *testing.T) {
 	if a := pub.expectAck(t, wire.PUBCOMP, 2); a.ReasonCode != wire.PacketIDNotFound {
 		t.Fatalf("PUBCOMP 0x%02X, want 0x92", byte(a.ReasonCode))
 	}
-	good := &wire.Properties{PayloadFormat: ptrByte(1), ContentType: "text/plain; charset=utf-8"}
+	good := &wire.Properties{PayloadFormat: ptrByte(1), ContentType: new("text/plain; charset=utf-8")}
 	if a := pub.publishQoS1(t, 3, "pf/good", "grüße", good); a.ReasonCode != wire.Success {
 		t.Fatalf("PUBACK 0x%02X for a valid payload", byte(a.ReasonCode))
 	}
 	p := sub.expectPublish(t, 5*time.Second)
-	if p.Topic != "pf/good" || p.Props == nil || deref(p.Props.PayloadFormat) != byte(1) || p.Props.ContentType != good.ContentType {
+	if p.Topic != "pf/good" || p.Props == nil || deref(p.Props.PayloadFormat) != byte(1) || deref(p.Props.ContentType) != deref(good.ContentType) {
 		t.Fatalf("delivery %s props %+v", p.Topic, p.Props)
 	}
 	sub.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})

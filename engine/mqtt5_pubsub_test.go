@@ -27,7 +27,7 @@ func TestPublishPropertiesForwarded(t *testing.T) {
 
 	props := &wire.Properties{
 		PayloadFormat:   ptrByte(1),
-		ContentType:     "application/json",
+		ContentType:     new("application/json"),
 		ResponseTopic:   "resp/requester",
 		CorrelationData: []byte{0, 1, 2, 0xff},
 		MessageExpiry:   ptrU32(60),
@@ -37,7 +37,7 @@ func TestPublishPropertiesForwarded(t *testing.T) {
 
 	p := responder.expectPublish(t, 5*time.Second)
 	got := p.Props
-	if got == nil || deref(got.PayloadFormat) != byte(1) || got.ContentType != props.ContentType ||
+	if got == nil || deref(got.PayloadFormat) != byte(1) || deref(got.ContentType) != deref(props.ContentType) ||
 		got.ResponseTopic != props.ResponseTopic || string(got.CorrelationData) != string(props.CorrelationData) ||
 		fmt.Sprint(got.User) != fmt.Sprint(props.User) {
 		t.Fatalf("forwarded properties %+v, want %+v", got, props)
@@ -52,6 +52,14 @@ func TestPublishPropertiesForwarded(t *testing.T) {
 	if reply.Topic != "resp/requester" || reply.Props == nil || string(reply.Props.CorrelationData) != string(props.CorrelationData) {
 		t.Fatalf("reply %s props %+v", reply.Topic, reply.Props)
 	}
+	// An empty Content Type is a Content Type: forwarded unaltered
+	// (MQTT-3.3.2-20), not dropped as absent.
+	requester.publishQoS1(t, 3, "req/empty", "x", &wire.Properties{ContentType: new("")})
+	e := responder.expectPublish(t, 5*time.Second)
+	if e.Topic != "req/empty" || e.Props == nil || e.Props.ContentType == nil || *e.Props.ContentType != "" {
+		t.Fatalf("forwarded %s with properties %+v, want an empty Content Type", e.Topic, e.Props)
+	}
+	responder.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: e.PacketID})
 
 	// 3.1.1 subscriber: same topic and payload, no properties (a property
 	// block would corrupt the payload as 3.1.1 decodes it).

@@ -280,7 +280,7 @@ func TestWillDelay(t *testing.T) {
 	tb := startBroker(t, engine.Options{})
 	w := watcher(t, tb, "wd-watch", "wd/#")
 	c := willConnect("wd-late", 60, 1, "wd/late")
-	c.Will.Props.ContentType = "text/plain"
+	c.Will.Props.ContentType = new("text/plain")
 	c.Will.Props.PayloadFormat = ptrByte(1)
 	c.Will.Props.ResponseTopic = "wd/ack"
 	c.Will.Props.CorrelationData = []byte("cd")
@@ -297,7 +297,7 @@ func TestWillDelay(t *testing.T) {
 	if el := time.Since(start); el < time.Second {
 		t.Fatalf("will after %v, before its 1 s delay", el)
 	}
-	if p.Topic != "wd/late" || p.Props == nil || p.Props.ContentType != "text/plain" || deref(p.Props.PayloadFormat) != byte(1) ||
+	if p.Topic != "wd/late" || p.Props == nil || deref(p.Props.ContentType) != "text/plain" || deref(p.Props.PayloadFormat) != byte(1) ||
 		p.Props.ResponseTopic != "wd/ack" || string(p.Props.CorrelationData) != "cd" || deref(p.Props.MessageExpiry) == nil ||
 		*p.Props.MessageExpiry > 30 || fmt.Sprint(p.Props.User) != "[{k v1} {k v2}]" {
 		t.Fatalf("will %s with properties %+v", p.Topic, p.Props)

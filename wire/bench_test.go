@@ -26,7 +26,7 @@ func benchPublish(v wire.Version, payload int) *wire.Publish {
 	p := &wire.Publish{QoS: 1, PacketID: 42, Topic: "sensors/building-1/floor-2/temperature",
 		Payload: make([]byte, payload)}
 	if v == wire.V5 {
-		p.Props = &wire.Properties{MessageExpiry: u32p(3600), ContentType: "application/json",
+		p.Props = &wire.Properties{MessageExpiry: u32p(3600), ContentType: new("application/json"),
 			User: []wire.UserProperty{{Key: "origin", Value: "gw-7"}}}
 	}
 	return p

@@ -190,7 +190,7 @@ func (g gen) props(ctx string) *wire.Properties {
 		case 0x02:
 			p.MessageExpiry = ptrOf(rapid.Uint32().Draw(g.t, "message-expiry"))
 		case 0x03:
-			p.ContentType = g.str("content-type")
+			p.ContentType = ptrOf(g.str("content-type"))
 		case 0x08:
 			p.ResponseTopic = g.topic("response-topic")
 		case 0x09:
@@ -215,9 +215,9 @@ func (g gen) props(ctx string) *wire.Properties {
 		case 0x13:
 			p.ServerKeepAlive = ptrOf(rapid.Uint16().Draw(g.t, "server-keep-alive"))
 		case 0x15:
-			p.AuthMethod = g.str("auth-method")
+			p.AuthMethod = ptrOf(g.str("auth-method"))
 		case 0x16:
-			if p.AuthMethod != "" || g.wild {
+			if p.AuthMethod != nil || g.wild {
 				p.AuthData = rapid.SliceOfN(rapid.Byte(), 0, 16).Draw(g.t, "auth-data")
 			}
 		case 0x17:
@@ -352,8 +352,8 @@ func (g gen) packet() wire.Packet {
 				if a.Props == nil {
 					a.Props = &wire.Properties{}
 				}
-				if a.Props.AuthMethod == "" {
-					a.Props.AuthMethod = "m"
+				if a.Props.AuthMethod == nil {
+					a.Props.AuthMethod = new("m")
 				}
 			}
 		}

@@ -113,10 +113,17 @@ type propBlock struct {
 	b [8]byte
 	h [4]uint16
 	w [4]uint32
+	s [2]string
 }
 
 func (d *dec) pbyte(slot *byte, what string) (*byte, error) {
 	v, err := d.u8(what)
+	*slot = v
+	return slot, err
+}
+
+func (d *dec) pstr(slot *string, what string) (*string, error) {
+	v, err := d.str(what)
 	*slot = v
 	return slot, err
 }
@@ -183,7 +190,7 @@ func (d *dec) propList(ctx uint8) (*Properties, error) {
 		case PropMessageExpiry:
 			p.MessageExpiry, err = d.pu32(&blk.w[0], what)
 		case PropContentType:
-			p.ContentType, err = d.str(what)
+			p.ContentType, err = d.pstr(&blk.s[0], what)
 		case PropResponseTopic:
 			p.ResponseTopic, err = d.str(what)
 			if err == nil && p.ResponseTopic == "" && ctx != ctxStored {
@@ -202,7 +209,7 @@ func (d *dec) propList(ctx uint8) (*Properties, error) {
 		case PropServerKeepAlive:
 			p.ServerKeepAlive, err = d.pu16(&blk.h[0], what)
 		case PropAuthMethod:
-			p.AuthMethod, err = d.str(what)
+			p.AuthMethod, err = d.pstr(&blk.s[1], what)
 		case PropAuthData:
 			p.AuthData, err = d.bin(what, true)
 		case PropRequestProblemInfo:
@@ -291,7 +298,7 @@ func checkPropValues(p *Properties, ctx uint8, t PacketType) error {
 		return e
 	case ctx == uint8(SUBSCRIBE) && len(p.SubscriptionIDs) > 1:
 		return protocolErr(t, "more than one Subscription Identifier")
-	case p.AuthData != nil && p.AuthMethod == "":
+	case p.AuthData != nil && p.AuthMethod == nil:
 		return protocolErr(t, "Authentication Data without Authentication Method")
 	}
 	for _, id := range p.SubscriptionIDs {
@@ -317,14 +324,14 @@ func (p *Properties) present() uint64 {
 	}
 	set(p.PayloadFormat != nil, PropPayloadFormat)
 	set(p.MessageExpiry != nil, PropMessageExpiry)
-	set(p.ContentType != "", PropContentType)
+	set(p.ContentType != nil, PropContentType)
 	set(p.ResponseTopic != "", PropResponseTopic)
 	set(p.CorrelationData != nil, PropCorrelationData)
 	set(len(p.SubscriptionIDs) > 0, PropSubscriptionID)
 	set(p.SessionExpiry != nil, PropSessionExpiry)
 	set(p.AssignedClientID != "", PropAssignedClientID)
 	set(p.ServerKeepAlive != nil, PropServerKeepAlive)
-	set(p.AuthMethod != "", PropAuthMethod)
+	set(p.AuthMethod != nil, PropAuthMethod)
 	set(p.AuthData != nil, PropAuthData)
 	set(p.RequestProblemInfo != nil, PropRequestProblemInfo)
 	set(p.WillDelay != nil, PropWillDelay)
@@ -368,10 +375,10 @@ func checkProps(p *Properties, ctx uint8, t PacketType) error {
 // Subscription Identifiers that fit a Variable Byte Integer.
 func checkLimits(p *Properties, t PacketType) error {
 	strs := [...]struct{ s, name string }{
-		{p.ContentType, "Content Type"},
+		{deref(p.ContentType), "Content Type"},
 		{p.ResponseTopic, "Response Topic"},
 		{p.AssignedClientID, "Assigned Client Identifier"},
-		{p.AuthMethod, "Authentication Method"},
+		{deref(p.AuthMethod), "Authentication Method"},
 		{p.ResponseInfo, "Response Information"},
 		{p.ServerReference, "Server Reference"},
 		{p.ReasonString, "Reason String"},
@@ -416,8 +423,8 @@ func propsLen(p *Properties) int {
 	if p.MessageExpiry != nil {
 		n += 5
 	}
-	if p.ContentType != "" {
-		n += 3 + len(p.ContentType)
+	if p.ContentType != nil {
+		n += 3 + len(*p.ContentType)
 	}
 	if p.ResponseTopic != "" {
 		n += 3 + len(p.ResponseTopic)
@@ -437,8 +444,8 @@ func propsLen(p *Properties) int {
 	if p.ServerKeepAlive != nil {
 		n += 3
 	}
-	if p.AuthMethod != "" {
-		n += 3 + len(p.AuthMethod)
+	if p.AuthMethod != nil {
+		n += 3 + len(*p.AuthMethod)
 	}
 	if p.AuthData != nil {
 		n += 3 + len(p.AuthData)
@@ -527,6 +534,11 @@ func appendProps(dst []byte, p *Properties) []byte {
 			dst = appendStr(append(dst, id), s)
 		}
 	}
+	pps := func(id byte, s *string) { // present even when empty
+		if s != nil {
+			dst = appendStr(append(dst, id), *s)
+		}
+	}
 	pd := func(id byte, b []byte) {
 		if b != nil {
 			dst = appendBin(append(dst, id), b)
@@ -534,7 +546,7 @@ func appendProps(dst []byte, p *Properties) []byte {
 	}
 	pb(PropPayloadFormat, p.PayloadFormat)
 	pw(PropMessageExpiry, p.MessageExpiry)
-	ps(PropContentType, p.ContentType)
+	pps(PropContentType, p.ContentType)
 	ps(PropResponseTopic, p.ResponseTopic)
 	pd(PropCorrelationData, p.CorrelationData)
 	for _, id := range p.SubscriptionIDs {
@@ -543,7 +555,7 @@ func appendProps(dst []byte, p *Properties) []byte {
 	pw(PropSessionExpiry, p.SessionExpiry)
 	ps(PropAssignedClientID, p.AssignedClientID)
 	ph(PropServerKeepAlive, p.ServerKeepAlive)
-	ps(PropAuthMethod, p.AuthMethod)
+	pps(PropAuthMethod, p.AuthMethod)
 	pd(PropAuthData, p.AuthData)
 	pb(PropRequestProblemInfo, p.RequestProblemInfo)
 	pw(PropWillDelay, p.WillDelay)
@@ -598,4 +610,12 @@ func DecodeProperties(b []byte) (*Properties, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// deref is *s, or "" for nil.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -37,19 +37,20 @@ type UserProperty struct {
 }
 
 // Properties holds the MQTT 5.0 properties of a packet. A nil pointer, nil
-// slice or empty string means "absent". Which properties a packet type may
+// slice or empty string means "absent" (Content Type and Authentication
+// Method are pointers, as an empty value of theirs means something). Which properties a packet type may
 // carry is checked by the decoder (and by Validate before encoding).
 type Properties struct {
 	PayloadFormat        *byte
 	MessageExpiry        *uint32
-	ContentType          string
+	ContentType          *string // a pointer: an empty Content Type is a value to forward (MQTT-3.3.2-20)
 	ResponseTopic        string
 	CorrelationData      []byte
 	SubscriptionIDs      []uint32 // repeatable in PUBLISH; at most one in SUBSCRIBE
 	SessionExpiry        *uint32
 	AssignedClientID     string
 	ServerKeepAlive      *uint16
-	AuthMethod           string
+	AuthMethod           *string // a pointer: an empty method is a method (one the server does not support)
 	AuthData             []byte
 	RequestProblemInfo   *byte
 	WillDelay            *uint32

@@ -361,7 +361,7 @@ func (a *Auth) validate(v Version) error {
 		return err
 	}
 	// Only the short form (Success, no properties) may omit the method.
-	if !(a.ReasonCode == Success && noProps(a.Props)) && (a.Props == nil || a.Props.AuthMethod == "") {
+	if !(a.ReasonCode == Success && noProps(a.Props)) && (a.Props == nil || a.Props.AuthMethod == nil) {
 		return protocolErr(AUTH, "no Authentication Method")
 	}
 	return nil

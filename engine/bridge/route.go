@@ -172,7 +172,7 @@ func forwardProps(p *wire.Properties) *wire.Properties {
 	}
 	q := *p
 	q.TopicAlias, q.SubscriptionIDs = nil, nil
-	if q.PayloadFormat == nil && q.MessageExpiry == nil && q.ContentType == "" && q.ResponseTopic == "" &&
+	if q.PayloadFormat == nil && q.MessageExpiry == nil && q.ContentType == nil && q.ResponseTopic == "" &&
 		q.CorrelationData == nil && len(q.User) == 0 {
 		return nil
 	}

@@ -162,7 +162,7 @@ func TestPropertiesAndQoS0(t *testing.T) {
 	sub := dial(t, remote.addr, "sub", wire.V5, false)
 	sub.subscribe(wire.Subscription{Filter: "p/#", QoS: 1}, wire.Subscription{Filter: "z/#", QoS: 1})
 	pub := dial(t, local.addr, "pub", wire.V5, false)
-	props := &wire.Properties{ContentType: "text/plain", ResponseTopic: "p/reply", CorrelationData: []byte{1, 2},
+	props := &wire.Properties{ContentType: new("text/plain"), ResponseTopic: "p/reply", CorrelationData: []byte{1, 2},
 		User: []wire.UserProperty{{Key: "site", Value: "17"}, {Key: "site", Value: "18"}}}
 	pub.c.Send(&wire.Publish{QoS: 1, PacketID: 1, Topic: "p/x", Props: props, Payload: []byte("hello")})
 	pub.c.Send(&wire.Publish{QoS: 1, PacketID: 2, Topic: "z/x", Payload: []byte("zero")})
@@ -174,7 +174,7 @@ func TestPropertiesAndQoS0(t *testing.T) {
 		switch p.Topic {
 		case "p/x":
 			q := p.Props
-			if q == nil || q.ContentType != "text/plain" || q.ResponseTopic != "p/reply" || string(q.CorrelationData) != "\x01\x02" ||
+			if q == nil || q.ContentType == nil || *q.ContentType != "text/plain" || q.ResponseTopic != "p/reply" || string(q.CorrelationData) != "\x01\x02" ||
 				len(q.User) != 2 || q.User[1] != (wire.UserProperty{Key: "site", Value: "18"}) || p.QoS != 1 {
 				t.Fatalf("p/x: QoS %d props %+v", p.QoS, q)
 			}

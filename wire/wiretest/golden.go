@@ -128,13 +128,13 @@ func golden5() []GoldenPacket {
 				pStr(0x09, "corr"), pU32(0x18, 5), pUser("k", "v")),
 			str("clients/cairn-5-full/will"), str("gone"), str("user"), str("pw")),
 			&wire.Connect{ProtocolName: "MQTT", Version: v, CleanStart: true, KeepAlive: 30, ClientID: "cairn-5-full",
-				Props: &wire.Properties{SessionExpiry: ptr[uint32](3600), AuthMethod: "SCRAM-SHA-1",
+				Props: &wire.Properties{SessionExpiry: ptr[uint32](3600), AuthMethod: new("SCRAM-SHA-1"),
 					AuthData: []byte("client-first"), RequestProblemInfo: ptr[byte](0), RequestResponseInfo: ptr[byte](1),
 					ReceiveMaximum: ptr[uint16](100), TopicAliasMaximum: ptr[uint16](10), User: user,
 					MaximumPacketSize: ptr[uint32](1 << 20)},
 				Will: &wire.Will{QoS: 2, Topic: "clients/cairn-5-full/will", Payload: []byte("gone"),
 					Props: &wire.Properties{PayloadFormat: ptr[byte](1), MessageExpiry: ptr[uint32](120),
-						ContentType: "text/plain", ResponseTopic: "replies/c1", CorrelationData: []byte("corr"),
+						ContentType: new("text/plain"), ResponseTopic: "replies/c1", CorrelationData: []byte("corr"),
 						WillDelay: ptr[uint32](5), User: []wire.UserProperty{{Key: "k", Value: "v"}}}},
 				UsernameFlag: true, Username: "user", PasswordFlag: true, Password: []byte("pw")}),
 		// 5.0 allows a password without a username; will with an empty
@@ -152,7 +152,7 @@ func golden5() []GoldenPacket {
 			pByte(0x28, 1), pByte(0x29, 0), pByte(0x2A, 1))),
 			&wire.Connack{SessionPresent: true, Props: &wire.Properties{
 				SessionExpiry: ptr[uint32](0xFFFFFFFF), AssignedClientID: "auto-1", ServerKeepAlive: ptr[uint16](120),
-				AuthMethod: "SCRAM-SHA-1", AuthData: []byte("server-first"), ResponseInfo: "resp/",
+				AuthMethod: new("SCRAM-SHA-1"), AuthData: []byte("server-first"), ResponseInfo: "resp/",
 				ServerReference: "other:1883", ReasonString: "welcome", ReceiveMaximum: ptr[uint16](20),
 				TopicAliasMaximum: ptr[uint16](5), MaximumQoS: ptr[byte](1), RetainAvailable: ptr[byte](1), User: user,
 				MaximumPacketSize: ptr[uint32](65536), WildcardSubAvailable: ptr[byte](1), SubIDAvailable: ptr[byte](0),
@@ -166,8 +166,11 @@ func golden5() []GoldenPacket {
 			pStr(0x09, "id-1"), pVBI(0x0B, 1), pVBI(0x0B, 268435455), pU16(0x23, 3), users), []byte(`{"t":1}`)),
 			&wire.Publish{QoS: 1, Retain: true, Topic: "a/b", PacketID: 7, Payload: []byte(`{"t":1}`),
 				Props: &wire.Properties{PayloadFormat: ptr[byte](1), MessageExpiry: ptr[uint32](60),
-					ContentType: "application/json", ResponseTopic: "replies/x", CorrelationData: []byte("id-1"),
+					ContentType: new("application/json"), ResponseTopic: "replies/x", CorrelationData: []byte("id-1"),
 					SubscriptionIDs: []uint32{1, 268435455}, TopicAlias: ptr[uint16](3), User: user}}),
+		// An empty Content Type is present (forwarded unaltered).
+		gp("PUBLISH/empty-content-type", pkt(0x30, str("a/b"), props(pStr(0x03, "")), []byte("p")),
+			&wire.Publish{Topic: "a/b", Payload: []byte("p"), Props: &wire.Properties{ContentType: new("")}}),
 		gp("PUBLISH/topic-alias-only", pkt(0x30, str(""), props(pU16(0x23, 3)), []byte("p")),
 			&wire.Publish{Payload: []byte("p"), Props: &wire.Properties{TopicAlias: ptr[uint16](3)}}),
 		gp("PUBLISH/qos2-dup-large", pkt(0x3C, str("big"), u16(9), props(), big),
@@ -233,6 +236,6 @@ func golden5() []GoldenPacket {
 		gp("AUTH/all-properties", pkt(0xF0, bs(0x18), props(pStr(0x15, "SCRAM-SHA-1"), pStr(0x16, "\x00\x01"),
 			pStr(0x1F, "continue"), users)),
 			&wire.Auth{ReasonCode: wire.ContinueAuthentication, Props: &wire.Properties{
-				AuthMethod: "SCRAM-SHA-1", AuthData: []byte{0, 1}, ReasonString: "continue", User: user}}),
+				AuthMethod: new("SCRAM-SHA-1"), AuthData: []byte{0, 1}, ReasonString: "continue", User: user}}),
 	}
 }
