@@ -170,6 +170,34 @@ func TestTopicAliasesOutbound(t *testing.T) {
 	}
 }
 
+// A PUBLISH that fits the client's Maximum Packet Size only without the
+// alias it would set up goes without one, not dropped (MQTT-3.1.2-24 forbids
+// only packets over the maximum).
+func TestTopicAliasYieldsToMaximumPacketSize(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, engine.Options{Features: engine.Features{OutboundTopicAliases: true}})
+	const max = 30
+	sub, _ := mustConnect5(t, tb.addr, &wire.Connect{ClientID: "tay", CleanStart: true, KeepAlive: 60,
+		Props: &wire.Properties{TopicAliasMaximum: ptrU16(2), MaximumPacketSize: ptrU32(max)}})
+	sub.subscribe5(t, 1, nil, sub5("f/#", 0))
+	pub, _ := mustConnect5(t, tb.addr, session5("tay-pub", true, 0))
+	fits := &wire.Publish{Topic: "f/fit", Payload: make([]byte, 20)}
+	if n := wire.Size(fits, wire.V5); n != max {
+		t.Fatalf("test packet is %d bytes without an alias, want %d", n, max)
+	}
+	pub.Send(fits)
+	pub.Send(&wire.Publish{Topic: "f/small", Payload: []byte("s")})
+	for _, want := range []string{"f/fit", "f/small"} {
+		p := sub.expectPublish(t, 5*time.Second)
+		if p.Topic != want {
+			t.Fatalf("got topic %q, want %q", p.Topic, want)
+		}
+		if want == "f/fit" && p.Props != nil && p.Props.TopicAlias != nil {
+			t.Fatalf("the packet that fits only without an alias carries alias %d", *p.Props.TopicAlias)
+		}
+	}
+}
+
 // PUBLISHes beyond the broker's capabilities: 5.0 DISCONNECT 0x9B / 0x9A,
 // 3.1.1 a closed connection; SUBSCRIBE is granted at most the maximum QoS.
 func TestPublishCapabilityRefusals(t *testing.T) {

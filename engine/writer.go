@@ -239,6 +239,11 @@ func (c *conn) appendAction(buf []byte, act session.Action) []byte {
 	if c.version == wire.V5 {
 		pub.Props = deliveryProps(d, now)
 		alias = c.outAlias(pub)
+		if alias >= 0 && c.maxOut > 0 && uint32(wire.Size(pub, c.version)) > c.maxOut {
+			// Setting up an alias adds its property to the full topic:
+			// without it the packet may fit.
+			pub.Props.TopicAlias, alias = nil, -1
+		}
 		if c.maxOut > 0 && uint32(wire.Size(pub, c.version)) > c.maxOut {
 			c.dropDelivery(act, "larger than the client's maximum packet size")
 			return buf
