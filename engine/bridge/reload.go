@@ -11,8 +11,12 @@ package bridge
 //     kept and drains over the new link); a new name is started; a name no
 //     longer listed is stopped and its session retired (unsubscribed, queue
 //     kept, as at Start).
-//   - A changed or new bridge that cannot start is reported and is not
-//     running afterwards; the others still reload.
+//   - A changed bridge whose new config cannot start (its local session
+//     setup fails: a subscription the broker refuses, a store failure) is
+//     started again with its previous config, and the reload reports both;
+//     a new bridge that cannot start, or a changed one whose previous
+//     config does not start either, is reported and not running
+//     afterwards. The others still reload.
 //   - Reload and Stop are serialized; a Reload after Stop changes nothing
 //     and says so.
 //   - A restarted bridge starts its counters (forwarded, connects) from
@@ -68,6 +72,15 @@ func (m *Manager) Reload(cfgs []Config) error {
 		}
 		br := newBridge(m.broker, c, m.log.With("component", "bridge"))
 		if err := br.start(); err != nil {
+			if old := running[c.Name]; old != nil {
+				prev := newBridge(m.broker, old.cfg, m.log.With("component", "bridge"))
+				if perr := prev.start(); perr == nil {
+					m.log.Warn("bridge kept its previous config: the new one did not start", "bridge", c.Name, "err", err)
+					errs = append(errs, fmt.Errorf("bridge %s still runs with its previous config: the new one did not start: %w", c.Name, err))
+					next = append(next, prev)
+					continue
+				}
+			}
 			errs = append(errs, fmt.Errorf("bridge %s not running: %w", c.Name, err))
 			continue
 		}

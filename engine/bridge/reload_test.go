@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,21 @@ func TestReload(t *testing.T) {
 	}
 	if d, _ := local.b.SessionQueue(c.ClientIDLocal()); d != 0 {
 		t.Fatalf("a removed bridge's session queued %d messages", d)
+	}
+
+	// A new config the local broker refuses (a filter over its 128 levels)
+	// leaves the bridge running with its previous one, and says so.
+	tooDeep := keep
+	tooDeep.Rules = rules(t, strings.Repeat("x/", 130)+"# out 1")
+	err := local.mgr.Reload([]bridge.Config{tooDeep})
+	if err == nil || !strings.Contains(err.Error(), "still runs with its previous config") {
+		t.Fatalf("reload with a config that cannot start: %v", err)
+	}
+	if !waitFor(10*time.Second, func() bool { return connected("keep") }) {
+		t.Fatalf("the bridge is not running its previous config: %+v", local.mgr.Status())
+	}
+	if got := forwarded("k/4"); !slices.Equal(got, []string{"k/4"}) {
+		t.Fatalf("with its previous config the bridge forwarded %v, want k/4", got)
 	}
 
 	local.mgr.Stop()
