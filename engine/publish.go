@@ -162,7 +162,11 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		}
 		r.ev.InboundPID = p.PacketID
 	}
-	durable := p.QoS > 0 && len(evs) > 0
+	// A retained QoS 0 change is synced too: nobody waits for an ack, but
+	// subscribers see it and, after a crash, so does everyone who reads
+	// the retained value; unsynced, a power cut could bring back a value
+	// somebody saw replaced or deleted.
+	durable := (p.QoS > 0 || p.Retain) && len(evs) > 0
 	readAt := c.tally.readAt // for the ack latency (counters.go)
 	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
 		if isNoSpace(err) {
