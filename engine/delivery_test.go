@@ -104,6 +104,43 @@ func TestFirstDeliveryAfterRestartHasNoDup(t *testing.T) {
 	}
 }
 
+// A session a crash left connected has no recorded "may have been sent"
+// watermark; the first window of its queue is assumed sent (DUP on its
+// redelivery), but nothing published after the restart is: those go out
+// with DUP 0 (MQTT-3.3.1-1).
+func TestNoDupForMessagesAfterACrash(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	r := dialRaw(t, tb.addr)
+	r.connect(t, "cut-sub", false, 0, nil)
+	r.subscribe(t, 1, "cut/t", 1)
+	pub := connect(t, tb.addr, "cut-pub")
+	publish(t, pub, "cut/t", 1, false, "in-flight")
+	pub.Disconnect(100)
+	first := r.expectPublish(t, 5*time.Second) // not acknowledged
+	tb.crash()                                 // with the subscriber connected
+	r.Close()
+	r = dialRaw(t, tb.addr)
+	defer r.Close()
+	if !r.connect(t, "cut-sub", false, 0, nil) {
+		t.Fatal("session not present")
+	}
+	again := r.expectPublish(t, 5*time.Second)
+	if !again.Dup || string(again.Payload) != "in-flight" || again.PacketID != first.PacketID {
+		t.Fatalf("redelivery dup=%v %q pid %d (first %d)", again.Dup, again.Payload, again.PacketID, first.PacketID)
+	}
+	r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: again.PacketID})
+	pub = connect(t, tb.addr, "cut-pub")
+	defer pub.Disconnect(100)
+	for i := range 3 {
+		publish(t, pub, "cut/t", 1, false, fmt.Sprintf("new-%d", i))
+		p := r.expectPublish(t, 5*time.Second)
+		if p.Dup || string(p.Payload) != fmt.Sprintf("new-%d", i) {
+			t.Fatalf("first delivery of %q with dup=%v, want new-%d with DUP 0", p.Payload, p.Dup, i)
+		}
+		r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: p.PacketID})
+	}
+}
+
 // A QoS 2 delivery whose PUBREC the broker received is resumed with PUBREL,
 // never with the PUBLISH again (which the client would deliver twice).
 func TestOutboundQoS2ResumesWithPubrel(t *testing.T) {

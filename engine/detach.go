@@ -129,8 +129,9 @@ func (b *Broker) publishRouted(r *routed) {
 func (b *Broker) RestoreSession(st *store.SessionState) {
 	id := st.Session.ClientID
 	// What may have been sent: known for a session closed while the broker
-	// ran; for one a crash left connected, the first window of its queue.
-	sentBelow := st.Queue.Head + uint64(b.opts.MaxInflight)
+	// ran; for one a crash left connected, the first window of its queue
+	// (no further than its end: what is published from now on was not).
+	sentBelow := min(st.Queue.Head+uint64(b.opts.MaxInflight), st.Queue.Next)
 	if r := &st.Session; !r.Connected && r.SentKnown {
 		sentBelow = max(st.Queue.Head, r.SentBelow)
 	}
