@@ -90,6 +90,7 @@ func New(st *store.Store, opts Options) *Broker {
 	b.connectW.init()
 	b.deadl = newDeadlines(opts.Now, b.onDeadlines)
 	b.sec.connLimit = listen.NewConnLimiter(opts.Limits.MaxConnections, opts.Limits.MaxConnectionsPerIP)
+	b.sec.connLimit.OnRefused(b.logConnRefused)
 	return b
 }
 

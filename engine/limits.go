@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -363,7 +364,23 @@ func retryableAccept(err error) bool {
 // brokerSecurity is the broker's share of the security machinery.
 type brokerSecurity struct {
 	connLimit *listen.ConnLimiter
+	refused   logGate // the log line of connections the limits refuse
 	reloaders []reloader
+}
+
+// logConnRefused logs connections the connection limits refused (gated:
+// a flood gets a line per logGateEvery, with its count).
+func (b *Broker) logConnRefused(ip netip.Addr, perIP bool) {
+	n, ok := b.sec.refused.pass(b.now())
+	if !ok {
+		return
+	}
+	l := &b.opts.Limits
+	if perIP {
+		b.log.Warn("connections refused: too many from one address", "remote_ip", ip.String(), "refused", n, "max_connections_per_ip", l.MaxConnectionsPerIP)
+		return
+	}
+	b.log.Warn("connections refused: the broker's connection limit is reached", "remote_ip", ip.String(), "refused", n, "max_connections", l.MaxConnections)
 }
 
 type reloader struct {

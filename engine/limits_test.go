@@ -58,7 +58,9 @@ func mqttFrom(t *testing.T, addr, from, id string) (*rawConn, bool) {
 // MaxConnections in all; over either the connection is reset at accept and
 // counted, and a freed slot is used again.
 func TestConnectionLimits(t *testing.T) {
-	tb := startBroker(t, engine.Options{Limits: engine.Limits{MaxConnections: 5, MaxConnectionsPerIP: 3}})
+	var logs storetest.LogBuffer
+	tb := startBroker(t, engine.Options{Limits: engine.Limits{MaxConnections: 5, MaxConnectionsPerIP: 3},
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	var kept []*rawConn
 	for i := range 3 {
 		r, ok := mqttFrom(t, tb.addr, "127.0.0.1", "a"+string(rune('0'+i)))
@@ -81,6 +83,11 @@ func TestConnectionLimits(t *testing.T) {
 	st := tb.b.ConnLimits()
 	if st.RejectedPerIP != 1 || st.RejectedTotal != 1 || st.Active != 5 {
 		t.Fatalf("limiter stats %+v", st)
+	}
+	// The first refusal is logged at once; the second, within the gate's
+	// interval, only counted (a flood gets one line per interval).
+	if n := logs.Count("connections refused: too many from one address"); n != 1 {
+		t.Fatalf("%d log lines for the per-address refusal, want 1:\n%s", n, logs.String())
 	}
 	kept[0].ping(t) // the others are served as ever
 	kept[0].Close()
@@ -399,7 +406,9 @@ func (f *failingListener) Accept() (net.Conn, error) {
 // session's stays on disk and is delivered, in order, once it reads again.
 func TestSlowConsumerBounded(t *testing.T) {
 	const n, size = 300, 4 << 10
-	tb := startBroker(t, engine.Options{MaxInflight: 4, Limits: engine.Limits{MaxQueuedBytes: 64 << 10}})
+	var logs storetest.LogBuffer
+	tb := startBroker(t, engine.Options{MaxInflight: 4, Limits: engine.Limits{MaxQueuedBytes: 64 << 10},
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	cleanSub := dialRaw(t, tb.addr)
 	cleanSub.connect(t, "clean", true, 0, nil)
 	cleanSub.subscribe(t, 1, "slow/#", 1)
@@ -429,6 +438,11 @@ func TestSlowConsumerBounded(t *testing.T) {
 	}
 	if dropped < n-4-17 || dropped > n-4-15 {
 		t.Fatalf("QueueFull = %d, want about %d", dropped, n-4-16)
+	}
+	// Acknowledged QoS 1 messages a client loses are not lost silently:
+	// a warning names the client (once per interval for a flood).
+	if n := logs.Count(`"msg":"deliveries dropped: the client does not keep up and its queue in memory is full","client":"clean"`); n != 1 {
+		t.Fatalf("%d drop warnings for the clean subscriber, want 1:\n%s", n, logs.String())
 	}
 	// The durable subscriber lost nothing: everything comes, in order.
 	for i := range n {

@@ -32,6 +32,9 @@ type Session struct {
 	// detaching is closed when the latest detach of the session is over
 	// (detach.go); nil if it was never detached.
 	detaching chan struct{}
+	// drops gates the log line of deliveries dropped because the client's
+	// in-memory queue is full (deliver).
+	drops logGate
 }
 
 func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow uint64) *Session {
@@ -75,7 +78,14 @@ func (b *Broker) deliver(s *Session, d session.Delivery, from *conn) {
 	if !ok {
 		b.stats.drop(DropQueueFull, 1)
 		b.stats.Security.QueueFull.Add(1)
-		b.log.Debug("delivery dropped: client queue full", "client", s.id, "topic", d.Msg.Topic, "qos", d.QoS)
+		if n, log := s.drops.pass(b.now()); log {
+			// A clean session's messages live in memory only, bounded
+			// by --max-queued-memory: one that does not read loses what
+			// does not fit, QoS 1 and 2 included.
+			b.log.Warn("deliveries dropped: the client does not keep up and its queue in memory is full",
+				"client", s.id, "dropped", n, "topic", d.Msg.Topic, "qos", d.QoS,
+				"max_queued_memory", b.opts.MaxQueuedMemory, "max_queued_bytes", b.opts.Limits.MaxQueuedBytes)
+		}
 		return
 	}
 	if c != nil {

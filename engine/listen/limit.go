@@ -32,7 +32,17 @@ type ConnLimiter struct {
 	perIP  map[netip.Addr]int
 
 	accepted, rejectedTotal, rejectedPerIP atomic.Uint64
+
+	// refused, if set, is told of every connection closed for a bound
+	// (perIP: the per-address one), after the close; see OnRefused.
+	refused func(ip netip.Addr, perIP bool)
 }
+
+// OnRefused sets fn to be told of every connection the limiter refuses
+// (perIP: for the per-address bound, else for the total), after it is
+// closed, on the accepting goroutine (the broker logs them). Set it before
+// the limiter's listeners accept.
+func (lim *ConnLimiter) OnRefused(fn func(ip netip.Addr, perIP bool)) { lim.refused = fn }
 
 // NewConnLimiter returns a limiter of at most maxTotal connections at once
 // (<= 0: no limit) and at most maxPerIP from one IP address (<= 0: no limit;
@@ -78,20 +88,25 @@ func (l *LimitedListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := RemoteIP(c.RemoteAddr())
-		if l.lim.admit(ip) {
+		ok, perIP := l.lim.admit(ip)
+		if ok {
 			l.lim.accepted.Add(1)
 			return &limitedConn{Conn: c, lim: l.lim, ip: ip}, nil
 		}
 		switch tc := c.(type) {
 		case *net.TCPConn:
 			_ = tc.SetLinger(0)
+			c.Close()
 		case *wsConn:
 			// No close handshake: a refused WebSocket must not hold up
 			// Accept for a peer that does not answer (ws.go).
 			tc.closeNow()
-			continue
+		default:
+			c.Close()
 		}
-		c.Close()
+		if fn := l.lim.refused; fn != nil {
+			fn(ip, perIP)
+		}
 	}
 }
 
@@ -99,23 +114,24 @@ func (l *LimitedListener) Accept() (net.Conn, error) {
 // listener it wraps).
 func (l *LimitedListener) Stats() LimitStats { return l.lim.Stats() }
 
-// admit takes a slot for ip, or counts the refusal.
-func (lim *ConnLimiter) admit(ip netip.Addr) bool {
+// admit takes a slot for ip, or counts the refusal (perIP: by the
+// per-address bound).
+func (lim *ConnLimiter) admit(ip netip.Addr) (ok, perIP bool) {
 	lim.mu.Lock()
 	defer lim.mu.Unlock()
 	if lim.maxTotal > 0 && lim.active >= lim.maxTotal {
 		lim.rejectedTotal.Add(1)
-		return false
+		return false, false
 	}
 	if ip.IsValid() {
 		if lim.maxPerIP > 0 && lim.perIP[ip] >= lim.maxPerIP {
 			lim.rejectedPerIP.Add(1)
-			return false
+			return false, true
 		}
 		lim.perIP[ip]++
 	}
 	lim.active++
-	return true
+	return true, false
 }
 
 func (lim *ConnLimiter) release(ip netip.Addr) {
