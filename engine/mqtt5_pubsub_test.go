@@ -91,6 +91,10 @@ func TestMessageExpiry(t *testing.T) {
 	sub.subscribe5(t, 1, nil, sub5("me/#", 1))
 	sub.Send(&wire.Disconnect{})
 	sub.expectClosed(t, 5*time.Second)
+	// Offline in the store before the publishes: otherwise the crash
+	// below may find it still connected, and the first window of its
+	// queue is then taken for possibly sent (and resent though expired).
+	waitStoredOffline(t, tb, "me-sub")
 
 	pub, _ := mustConnect5(t, tb.addr, session5("me-pub", true, 0))
 	pub.publishQoS1(t, 1, "me/short", "short", &wire.Properties{MessageExpiry: ptrU32(3)})

@@ -83,7 +83,7 @@ func expiringMemberHandOff(t *testing.T, limits engine.Limits, jobs int, pad str
 		r.Send(&wire.Disconnect{})
 		r.expectClosed(t, 5*time.Second)
 	}
-	time.Sleep(50 * time.Millisecond) // both offline
+	waitStoredOffline(t, tb, "member-short", "member-long")
 	pub := dialV5(t, tb.addr, "producer", true, 0)
 	want := map[string]bool{}
 	for i := range jobs {
@@ -94,7 +94,7 @@ func expiringMemberHandOff(t *testing.T, limits engine.Limits, jobs int, pad str
 	pub.publishQoS1(t, uint16(jobs+1), "own/y", "not shared", nil)
 	pub.Close()
 	if leave {
-		leaveGroup(t, tb.addr, "member-short", group)
+		leaveGroup(t, tb, "member-short", group)
 	}
 
 	clk.advance(2 * time.Minute)
@@ -118,9 +118,9 @@ func expiringMemberHandOff(t *testing.T, limits engine.Limits, jobs int, pad str
 
 // leaveGroup reconnects the offline member id, takes what it was queued
 // without acknowledging any of it, unsubscribes from group and goes away.
-func leaveGroup(t *testing.T, addr, id, group string) {
+func leaveGroup(t *testing.T, tb *testBroker, id, group string) {
 	t.Helper()
-	r := dialV5(t, addr, id, false, 60)
+	r := dialV5(t, tb.addr, id, false, 60)
 	held := 0
 	r.Send(&wire.Unsubscribe{PacketID: 9, Filters: []string{group}})
 	for {
@@ -138,6 +138,7 @@ func leaveGroup(t *testing.T, addr, id, group string) {
 	}
 	r.Send(&wire.Disconnect{})
 	r.expectClosed(t, 5*time.Second)
+	waitStoredOffline(t, tb, id) // before its expiry is due
 	if held == 0 {
 		t.Fatalf("%s was given none of the jobs: nothing tested", id)
 	}

@@ -63,6 +63,13 @@ func knownStore(t *testing.T, lb *liveBroker) {
 	q2 := dialMQTT(t, lb.addr, &wire.Connect{ClientID: "pub-q2", Version: wire.V311})
 	q2.c.Send(&wire.Publish{Topic: "alerts/smoke", QoS: 2, PacketID: 42, Payload: []byte("hot")})
 	q2.expectAck(wire.PUBREC, 42)
+	// The watcher gets all six at QoS 0; its queue in memory is empty only
+	// once they are written (the deliveries follow the acknowledgements).
+	for i := range 6 {
+		if pk := w.c.Expect(t, ioTimeout); pk.Type() != wire.PUBLISH {
+			t.Fatalf("watcher: message %d: expected PUBLISH, got %s", i, pk.Type())
+		}
+	}
 }
 
 var goldenSessionsLive = `
