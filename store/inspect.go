@@ -330,7 +330,7 @@ func (s *Store) SessionDetail(client string) (*SessionDetail, error) {
 			if e.State == StateQueued {
 				return nil
 			}
-			row := InflightRow{Seq: seq, PacketID: e.PacketID, State: StateName(e.State), QoS: e.QoS}
+			row := InflightRow{Seq: seq, PacketID: PacketIDFor(seq), State: StateName(e.State), QoS: e.QoS}
 			if e.Body != nil {
 				row.Topic = e.Body.Topic
 			} else if m, err := readMessage(r, e.MsgID); err == nil && m != nil {
@@ -375,7 +375,10 @@ func (s *Store) QueueRows(client string, from uint64, limit int) ([]QueueRow, er
 			if err := decode(key, val, &e); err != nil {
 				row.Damage = "entry does not decode: " + cause(err)
 			} else {
-				row.MsgID, row.QoS, row.Retain, row.State, row.PacketID, row.Size = e.MsgID, e.QoS, e.Retain, StateName(e.State), e.PacketID, e.Size
+				row.MsgID, row.QoS, row.Retain, row.State, row.Size = e.MsgID, e.QoS, e.Retain, StateName(e.State), e.Size
+				if e.State != StateQueued {
+					row.PacketID = PacketIDFor(seq)
+				}
 				if m := e.Body; m != nil { // inline: the entry is the body's only reference
 					row.Topic, row.PublishedAt, row.ExpiresAt, row.Preview, row.inline = m.Topic, nsTime(m.PublishedAt), nsTime(m.ExpiresAt), Preview(m.Payload), true
 				}

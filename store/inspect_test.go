@@ -106,3 +106,27 @@ func TestParseEventKind(t *testing.T) {
 		t.Errorf("ParseEventKind(nope) = %v", err)
 	}
 }
+
+// An entry in flight shows the packet id its delivery uses, derived from
+// its seq, whether or not an EvDelivered recorded it (PUBREC received,
+// awaiting PUBCOMP, without one).
+func TestInspectInflightPacketID(t *testing.T) {
+	s := openTest(t, vfs.NewMem())
+	defer s.Close()
+	commitWait(t, s, true, evOpen("c"), evPub("t", "x", "c"), evPub("t", "y", "c"))
+	commitWait(t, s, true, evPubrec("c", 2))
+	d, err := s.SessionDetail("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Inflights) != 1 || d.Inflights[0].Seq != 2 || d.Inflights[0].PacketID != PacketIDFor(2) || d.Inflights[0].PacketID == 0 {
+		t.Fatalf("in flight %+v, want seq 2 with packet id %d", d.Inflights, PacketIDFor(2))
+	}
+	rows, err := s.QueueRows("c", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].PacketID != 0 || rows[1].PacketID != PacketIDFor(2) {
+		t.Fatalf("queue rows %+v: want no packet id for the queued one, %d for the one in flight", rows, PacketIDFor(2))
+	}
+}

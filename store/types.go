@@ -229,3 +229,9 @@ type SessionState struct {
 	Queue       QueueInfo
 	InboundPIDs []uint16 // QoS 2 packet ids awaiting PUBREL
 }
+
+// PacketIDFor is the packet identifier of the delivery of queue sequence
+// seq toward its client (1..65535, cycling): the engine derives it from the
+// seq, so an entry need not store it (EvDelivered, which does, is not
+// always logged).
+func PacketIDFor(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }

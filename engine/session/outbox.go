@@ -134,7 +134,7 @@ func New(c Config, head, next, sentBelow uint64) *Outbox {
 }
 
 // pidFor derives the packet identifier of a queue sequence (1..65535).
-func pidFor(seq uint64) uint16 { return uint16((seq-1)%65535) + 1 }
+func pidFor(seq uint64) uint16 { return store.PacketIDFor(seq) }
 
 // SetWindow changes the in-flight window (a new connection's Receive Maximum).
 func (o *Outbox) SetWindow(n int) {
