@@ -181,10 +181,18 @@ func isStore(fs vfs.FS, dir string) error {
 	if err != nil {
 		return fmt.Errorf("%w in %s: %v", ErrNoStore, dir, err)
 	}
+	others := false
 	for _, n := range names {
 		if strings.HasPrefix(n, "MANIFEST-") {
 			return nil
 		}
+		others = others || strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".log") || strings.HasPrefix(n, "OPTIONS-")
+	}
+	if others {
+		// Pebble's other files without the manifest that lists them:
+		// damage (nothing here can tell which tables are live).
+		return fmt.Errorf("the store in %s has lost its Pebble manifest (its other files are there): "+
+			"it cannot be opened or repaired without it; restore a backup (cairn backup)", dir)
 	}
 	return fmt.Errorf("%w in %s (no Pebble manifest)", ErrNoStore, dir)
 }

@@ -23,6 +23,9 @@ type Options struct {
 	// ReadOnly opens an existing store for inspection: nothing is written,
 	// Commit returns ErrReadOnly, and Open fails if the store does not exist.
 	ReadOnly bool
+	// MustExist makes Open fail, instead of creating a store, where there
+	// is none (a tool that works on an existing store; ReadOnly implies it).
+	MustExist bool
 	// Now is the clock for retained-message expiry checks; nil means time.Now.
 	Now func() time.Time
 	// Observer, if set, receives commit batch sizes and fsync latencies
@@ -80,7 +83,7 @@ func (o Options) pebbleOptions() *pebble.Options {
 		MemTableSize:       o.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		ReadOnly:           o.ReadOnly,
-		ErrorIfNotExists:   o.ReadOnly,
+		ErrorIfNotExists:   o.ReadOnly || o.MustExist,
 		Logger:             pebbleLogger{log},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {

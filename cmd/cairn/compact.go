@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -237,13 +236,9 @@ func compactOffline(c *cli.Context) error {
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("no store in %s: %w", dir, err)
 	}
-	st, err := store.Open(dir, store.Options{Logger: log})
+	st, err := store.Open(dir, store.Options{Logger: log, MustExist: true})
 	if err != nil {
-		var ce *store.CorruptionError
-		if errors.As(err, &ce) {
-			return fmt.Errorf("the store in %s is damaged; run `cairn recover --check --data %s` first: %w", dir, dir, err)
-		}
-		return fmt.Errorf("opening the store in %s (a running broker keeps it locked: use its admin endpoint instead): %w", dir, err)
+		return explainOpenErr(c, dir, err)
 	}
 	rep, err := st.Compact(c.Context, store.CompactOptions{
 		EventRetention:      retention,

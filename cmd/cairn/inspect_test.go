@@ -309,8 +309,12 @@ func TestInspectLockedStoreAndErrors(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("inspect of a locked store: %v\nwant: %s", err, want)
 	}
-	if _, err := runCLI(t, "recover", "--check", "--data", dir); err == nil || !strings.Contains(err.Error(), "--admin "+lb.admin) {
+	if _, err := runCLI(t, "recover", "--check", "--data", dir); err == nil || !strings.Contains(err.Error(), "cairn recover --check --admin "+lb.admin) {
 		t.Fatalf("recover --check of a locked store: %v", err)
+	}
+	// The hint keeps the command's mode flags, so that it works as typed.
+	if _, err := runCLI(t, "replay", "--verify", "--data", dir); err == nil || !strings.Contains(err.Error(), "cairn replay --verify --admin "+lb.admin) {
+		t.Fatalf("replay --verify of a locked store: %v", err)
 	}
 	if _, err := runCLI(t, "recover", "--repair", "--data", dir); err == nil || !strings.Contains(err.Error(), "stop it first") {
 		t.Fatalf("recover --repair of a locked store: %v", err)

@@ -76,6 +76,11 @@ func explainToolErr(c *cli.Context, dir string, err error) error {
 	if errors.Is(err, store.ErrLocked) {
 		return lockedError(c, dir)
 	}
+	if missingStoreFile(dir, err) {
+		// A table or manifest the store lists is gone: its contents
+		// cannot be rebuilt from what is left.
+		return fmt.Errorf("the store in %s is damaged: a file it needs is missing (%w); recover cannot rebuild a lost table: restore a backup (cairn backup)", dir, err)
+	}
 	return err
 }
 
@@ -111,7 +116,7 @@ func recoverRepair(c *cli.Context) error {
 		return fmt.Errorf("the store in %s is in use by a running broker: stop it first (repair works on a stopped store; `cairn recover --check --admin ADDR` checks a running one)", dir)
 	}
 	if err != nil {
-		return err
+		return explainToolErr(c, dir, err)
 	}
 	if c.Bool("json") {
 		if err := writeJSONLines(c.App.Writer, []*recovery.RepairResult{res}); err != nil {

@@ -99,7 +99,7 @@ func (a *adminEndpoint) stop() {
 // look at it.
 func damagedStoreErr(dir string, err error) error {
 	var ce *store.CorruptionError
-	if !errors.As(err, &ce) && !errors.Is(err, store.ErrUndecodable) {
+	if !errors.As(err, &ce) && !errors.Is(err, store.ErrUndecodable) && !missingStoreFile(dir, err) {
 		return nil
 	}
 	return fmt.Errorf("the store in %s is damaged and the broker will not start without its data (no data was changed): %w\n"+

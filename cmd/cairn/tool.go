@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -76,18 +77,37 @@ func explainOpenErr(c *cli.Context, dir string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrLocked):
 		return lockedError(c, dir)
-	case errors.As(err, &ce), errors.Is(err, store.ErrUndecodable):
+	case errors.As(err, &ce), errors.Is(err, store.ErrUndecodable), missingStoreFile(dir, err):
 		return fmt.Errorf("the store in %s is damaged: %w\nrun `cairn recover --check --data %s` to see what is wrong", dir, err, dir)
 	case strings.Contains(err.Error(), "does not exist"), strings.Contains(err.Error(), "never initialized"):
 		return fmt.Errorf("no store in %s", dir)
 	}
-	return err
+	return fmt.Errorf("opening the store in %s: %w", dir, err)
+}
+
+// missingStoreFile says err is about a file missing from what is a store
+// (dir holds Pebble's files): damage, not "no store here".
+func missingStoreFile(dir string, err error) bool {
+	notFound := errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "does not exist") ||
+		strings.Contains(err.Error(), "not found") || strings.Contains(err.Error(), "no such file")
+	if !notFound {
+		return false
+	}
+	for _, pat := range []string{"CURRENT", "MANIFEST-*", "OPTIONS-*", "*.sst", "*.log"} {
+		if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // lockedError explains that a running broker holds the store and how to
 // ask it instead.
 func lockedError(c *cli.Context, dir string) error {
-	cmd := strings.Join(append([]string{strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")}, c.Args().Slice()...), " ")
+	if c.Bool("repair") {
+		return fmt.Errorf("the store in %s is in use by a running broker (Pebble allows one process per store): stop the broker, then run the repair again", dir)
+	}
+	cmd := strings.Join(append(append([]string{strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")}, modeFlags(c)...), c.Args().Slice()...), " ")
 	addr, ok := readAdminAddr(dir)
 	if !ok {
 		return fmt.Errorf("the store in %s is in use by a running broker (Pebble allows one process per store, even for reading).\n"+
@@ -96,6 +116,33 @@ func lockedError(c *cli.Context, dir string) error {
 	}
 	return fmt.Errorf("the store in %s is in use by a running broker (Pebble allows one process per store, even for reading).\n"+
 		"Ask the running broker instead: cairn %s --admin %s", dir, cmd, addr)
+}
+
+// modeFlags are the flags given to c other than --data, as they would be
+// typed again (the same command against the admin endpoint).
+func modeFlags(c *cli.Context) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range c.Command.Flags {
+		name := f.Names()[0]
+		if name == "data" || seen[name] || !c.IsSet(name) {
+			continue
+		}
+		seen[name] = true
+		switch v := c.Value(name).(type) {
+		case bool:
+			if v {
+				out = append(out, "--"+name)
+			}
+		case *cli.StringSlice:
+			for _, s := range v.Value() {
+				out = append(out, "--"+name, s)
+			}
+		default:
+			out = append(out, "--"+name, fmt.Sprint(v))
+		}
+	}
+	return out
 }
 
 func readAdminAddr(dir string) (string, bool) {
