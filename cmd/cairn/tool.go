@@ -174,6 +174,48 @@ func newJSONEncoder(w io.Writer) *json.Encoder {
 	return enc
 }
 
+// globalFlags are the app's own flags (main.go), which take a value.
+var globalFlags = map[string]bool{"log-level": true, "log-format": true}
+
+// hoistGlobalFlags moves the global flags given after the command
+// (`cairn serve --log-level debug`, as the README's settings table lists
+// them) before it, where urfave/cli v2 looks for them; "--" ends the flags.
+func hoistGlobalFlags(args []string) []string {
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") { // already before the command
+		if name := strings.TrimLeft(args[i], "-"); !strings.Contains(name, "=") && globalFlags[name] {
+			i++
+		}
+		i++
+	}
+	if i >= len(args) {
+		return args
+	}
+	var global, rest []string
+	for j := i + 1; j < len(args); j++ {
+		a := args[j]
+		if a == "--" {
+			rest = append(rest, args[j:]...)
+			break
+		}
+		name, _, withValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && globalFlags[name] {
+			global = append(global, a)
+			if !withValue && j+1 < len(args) {
+				j++
+				global = append(global, args[j])
+			}
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if len(global) == 0 {
+		return args
+	}
+	out := append(append(append([]string(nil), args[:i]...), global...), args[i])
+	return append(out, rest...)
+}
+
 // boolFlags are the store tools' flags that take no value.
 var boolFlags = map[string]bool{"json": true, "follow": true, "f": true, "check": true, "repair": true, "verify": true, "help": true, "h": true}
 
@@ -183,6 +225,7 @@ var boolFlags = map[string]bool{"json": true, "follow": true, "f": true, "check"
 // commands named (and their values) are moved before the positional
 // arguments; "--" ends the flags as usual.
 func interspersed(args []string) []string {
+	args = hoistGlobalFlags(args)
 	tools := map[string]int{"inspect": 2, "backup": 1, "replay": 1, "recover": 1} // command words before the arguments
 	i := 1
 	for i < len(args) && strings.HasPrefix(args[i], "-") { // global flags

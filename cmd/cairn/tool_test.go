@@ -17,6 +17,11 @@ func TestInterspersed(t *testing.T) {
 		{"cairn recover --check --data d", "cairn recover --check --data d"},
 		{"cairn serve --listen a b", "cairn serve --listen a b"},
 		{"cairn inspect", "cairn inspect"},
+		// The global flags also work after the command.
+		{"cairn serve --log-level debug --listen a", "cairn --log-level debug serve --listen a"},
+		{"cairn --log-format json serve --log-level=warn", "cairn --log-format json --log-level=warn serve"},
+		{"cairn inspect queue c1 --log-format text --json", "cairn --log-format text inspect queue --json -- c1"},
+		{"cairn serve -- --log-level x", "cairn serve -- --log-level x"},
 	} {
 		if got := strings.Join(interspersed(strings.Fields(c.in)), " "); got != c.want {
 			t.Errorf("interspersed(%s) = %s, want %s", c.in, got, c.want)
