@@ -147,10 +147,17 @@ func inspectQueue(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		if len(rows) == 0 {
+			// An empty queue, or no such session (an error, as for
+			// inspect session).
+			if _, err := src.Session(ctx, id); err != nil {
+				return err
+			}
+		}
 		if c.Bool("json") {
 			return writeJSONLines(c.App.Writer, rows)
 		}
-		return renderQueue(c.App.Writer, rows)
+		return renderQueue(c.App.Writer, rows, c.Int("limit"))
 	})
 }
 

@@ -231,7 +231,7 @@ func renderSession(w io.Writer, d *store.SessionDetail, live bool) error {
 	return tw.Flush()
 }
 
-func renderQueue(w io.Writer, rows []store.QueueRow) error {
+func renderQueue(w io.Writer, rows []store.QueueRow, limit int) error {
 	tw := newTable(w)
 	row(tw, "SEQ", "MSG", "TOPIC", "QOS", "STATE", "PACKET-ID", "SIZE", "AGE", "EXPIRES", "PAYLOAD")
 	for _, r := range rows {
@@ -246,6 +246,12 @@ func renderQueue(w io.Writer, rows []store.QueueRow) error {
 		row(tw, r.Seq, r.MsgID, r.Topic, r.QoS, r.State, pid, r.Size, age(r.PublishedAt), expires(r.ExpiresAt), r.Preview)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if limit > 0 && len(rows) == limit {
+		// The page is full: say so, and where the next one starts.
+		_, err := fmt.Fprintf(w, "%s shown (--limit %d); the queue may hold more: --from %d for the next ones\n",
+			count(len(rows), "message", "messages"), limit, rows[len(rows)-1].Seq+1)
 		return err
 	}
 	_, err := fmt.Fprintln(w, count(len(rows), "message", "messages"))

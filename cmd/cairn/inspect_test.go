@@ -215,6 +215,10 @@ func TestInspectLiveAndOffline(t *testing.T) {
 	sameText(t, "session sub-b (live)", live("inspect", "session", "sub-b"), golden(goldenSessionB))
 	sameText(t, "session pub-q2 (live)", live("inspect", "session", "pub-q2"), golden(goldenSessionQ2))
 	sameText(t, "queue sub-a (live)", live("inspect", "queue", "sub-a"), golden(goldenQueueA))
+	// A full page says that more may follow, and from where.
+	if out := live("inspect", "queue", "sub-a", "--limit", "2"); !strings.Contains(out, "2 messages shown (--limit 2); the queue may hold more: --from ") {
+		t.Errorf("a full page of the queue does not say so:\n%s", out)
+	}
 	sameText(t, "retained (live)", live("inspect", "retained"), golden(goldenRetained))
 	sameText(t, "events --client sub-a (live)", live("inspect", "events", "--client", "sub-a"), golden(goldenEventsA))
 
@@ -327,6 +331,8 @@ func TestInspectLockedStoreAndErrors(t *testing.T) {
 		{[]string{"inspect", "retained", "a/#/b", "--admin", lb.admin}, `topic filter "a/#/b"`},
 		{[]string{"inspect", "events", "--type", "bogus", "--admin", lb.admin}, `unknown event type "bogus"`},
 		{[]string{"inspect", "queue", "--admin", lb.admin}, "want one client id"},
+		{[]string{"inspect", "queue", "nobody", "--admin", lb.admin}, `no session "nobody"`},
+		{[]string{"replay", "--into", filepath.Join(t.TempDir(), "r"), "--from", "10", "--to", "5", "--data", dir}, "--from 10 is after --to 5"},
 		{[]string{"inspect", "sessions", "--admin", lb.admin, "--data", dir}, "exclude each other"},
 		{[]string{"inspect", "sessions", "--data", filepath.Join(t.TempDir(), "none")}, "no store in"},
 		{[]string{"inspect", "sessions", "--admin", "127.0.0.1:1"}, "is the broker running with --admin 127.0.0.1:1?"},

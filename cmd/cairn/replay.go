@@ -40,6 +40,8 @@ func replay(c *cli.Context) error {
 		return errors.New("replay: give exactly one of --into DIR and --verify")
 	case verify && (c.IsSet("from") || c.IsSet("to")):
 		return errors.New("replay --verify replays the whole log: --from and --to are for --into")
+	case c.IsSet("from") && c.IsSet("to") && c.Uint64("from") > c.Uint64("to"):
+		return fmt.Errorf("replay: --from %d is after --to %d: nothing to replay", c.Uint64("from"), c.Uint64("to"))
 	}
 	return withStoppedStore(c, func(st *store.Store, what string) error {
 		bar := newProgress("replaying")
