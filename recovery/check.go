@@ -165,6 +165,8 @@ func (r *CheckResult) walFindings() {
 			}
 		}
 		switch {
+		case w.Cut && newest:
+			r.add(SevError, w.Name, "wal-cut", fmt.Sprintf("ends at byte %d, inside a page: the file was cut short, not by a crash (on the disk a crash leaves the store's WAL files in whole pages), and what followed is gone, acknowledged writes possibly among it; the store opens without it: restore a backup if it mattered, or --repair to keep the %d complete records before the cut", w.Size, w.Records))
 		case w.End == store.WALEndTorn && newest:
 			r.add(SevWarning, w.Name, "wal-torn", fmt.Sprintf("ends in an incomplete record at offset %d (%d bytes): a write interrupted by a crash, or a truncated file; everything before it is intact, and the next start (or --repair) discards the incomplete record", w.TornRecordOffset, w.Size-w.TornRecordOffset))
 		case w.End != store.WALEndClean && !newest && refused:

@@ -43,7 +43,8 @@ type RepairResult struct {
 	Refused        []string             `json:"refused,omitempty"`
 	Actions        []store.RepairAction `json:"actions"`
 	// Discarded lists the torn WAL tails that opening the store for
-	// writing dropped (incomplete records: never readable).
+	// writing dropped (incomplete records: never readable), and the cut
+	// WALs it accepted (wal-cut: what followed the cut is lost).
 	Discarded []Finding    `json:"discarded,omitempty"`
 	After     *CheckResult `json:"after"`
 	// Nothing is true when the store needed no repair (and was not touched).
@@ -91,7 +92,7 @@ func Repair(dir string, opts store.Options, backupDir string) (*RepairResult, er
 		return res, err
 	}
 	for _, f := range before.Findings {
-		if f.Kind == "wal-torn" && !res.After.has(f.Where, "wal-torn") {
+		if (f.Kind == "wal-torn" || f.Kind == "wal-cut") && !res.After.has(f.Where, f.Kind) {
 			res.Discarded = append(res.Discarded, f)
 		}
 	}

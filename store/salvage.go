@@ -219,14 +219,20 @@ func SalvageWAL(dir string, opts Options) (*WALSalvage, error) {
 }
 
 // cutFile replaces name by its first n bytes (written to a new file, synced,
-// renamed over the old one).
+// renamed over the old one), zero-padded on the disk to a whole page, as
+// the store's WALs always are there (zeroahead.go; WALFile.Cut): Pebble
+// reads the zeros as the end of the log.
 func cutFile(fs vfs.FS, name string, n int64) error {
 	f, err := fs.Open(name)
 	if err != nil {
 		return fmt.Errorf("store: salvage: %w", err)
 	}
-	data := make([]byte, n)
-	_, err = f.ReadAt(data, 0)
+	size := n
+	if fs == vfs.Default && size%walPage != 0 {
+		size += walPage - size%walPage
+	}
+	data := make([]byte, size)
+	_, err = f.ReadAt(data[:n], 0)
 	_ = f.Close()
 	if err != nil && n > 0 {
 		return fmt.Errorf("store: salvage: read %s: %w", name, err)

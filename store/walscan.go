@@ -108,6 +108,10 @@ type WALDamage struct {
 	Synced bool `json:"synced"`
 }
 
+// walPage is the granularity in which a crash can leave a WAL's size on the
+// disk (the page size of the file systems Cairn runs on).
+const walPage = 4096
+
 // WAL end classifications.
 const (
 	WALEndClean    = "clean"
@@ -133,6 +137,15 @@ type WALFile struct {
 	// TornRecordOffset is where the incomplete record began.
 	EndOffset        int64 `json:"end_offset"`
 	TornRecordOffset int64 `json:"torn_record_offset,omitempty"`
+	// Cut says the file was probably shortened by something other than a
+	// crash: on the disk the store's WALs grow in zero-filled chunks
+	// (zeroahead.go) and the file system persists a size in whole pages, so
+	// a crash leaves a multiple of walPage; this one is not. What followed
+	// the cut is gone, acknowledged writes possibly among it. It is a
+	// finding of recover --check, not a reason for Open to refuse the
+	// store: a WAL written by anything but the store (Pebble opened
+	// directly) has any size.
+	Cut bool `json:"cut,omitempty"`
 
 	records []WALRecord
 }
@@ -195,6 +208,7 @@ func ScanWAL(fs vfs.FS, dir, name string) (*WALFile, error) {
 		return nil, fmt.Errorf("store: read WAL %s: %w", name, err)
 	}
 	w := &WALFile{Name: name, Num: num, Size: int64(len(data))}
+	w.Cut = fs == vfs.Default && w.Size%walPage != 0
 	w.scan(data)
 	for _, r := range w.records {
 		w.countEvents(r.Data)

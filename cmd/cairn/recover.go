@@ -144,7 +144,11 @@ func renderRepair(w io.Writer, r *recovery.RepairResult) {
 	tw := newTable(w)
 	n := 0
 	for _, f := range r.Discarded {
-		row(tw, "  discarded", f.Where, "the incomplete record at its end (never readable); "+strings.SplitN(f.Detail, ":", 2)[0])
+		if f.Kind == "wal-cut" {
+			row(tw, "  cut", f.Where, "kept the complete records before the cut; what followed it is lost ("+strings.SplitN(f.Detail, ":", 2)[0]+")")
+		} else {
+			row(tw, "  discarded", f.Where, "the incomplete record at its end (never readable); "+strings.SplitN(f.Detail, ":", 2)[0])
+		}
 		n++
 	}
 	if s := r.Salvage; s != nil {
