@@ -22,6 +22,23 @@ func (tb *testBroker) bounce(kind string) {
 	}
 }
 
+// resumeRedelivered reconnects the persistent session id and wants first,
+// the delivery it left unacknowledged, sent again with DUP and the same
+// packet id. It returns the connection (closed when the test ends).
+func resumeRedelivered(t *testing.T, tb *testBroker, id string, first *wire.Publish) (*rawConn, *wire.Publish) {
+	t.Helper()
+	r := dialRaw(t, tb.addr)
+	t.Cleanup(func() { r.Close() })
+	if !r.connect(t, id, false, 0, nil) {
+		t.Fatal("session not present")
+	}
+	again := r.expectPublish(t, 5*time.Second)
+	if !again.Dup || again.PacketID != first.PacketID || string(again.Payload) != string(first.Payload) {
+		t.Fatalf("redelivery dup=%v pid=%d (first %d) payload=%q (first %q)", again.Dup, again.PacketID, first.PacketID, again.Payload, first.Payload)
+	}
+	return r, again
+}
+
 // An unacknowledged QoS 1 delivery is sent again, with DUP and the same
 // packet id, when the persistent session reconnects.
 func TestRedeliveryWithDup(t *testing.T) {
@@ -41,15 +58,7 @@ func TestRedeliveryWithDup(t *testing.T) {
 			r.Close() // no PUBACK
 			time.Sleep(50 * time.Millisecond)
 			tb.bounce(kind)
-			r = dialRaw(t, tb.addr)
-			defer r.Close()
-			if !r.connect(t, "dup-sub", false, 0, nil) {
-				t.Fatal("session not present")
-			}
-			again := r.expectPublish(t, 5*time.Second)
-			if !again.Dup || again.PacketID != first.PacketID || string(again.Payload) != "again" {
-				t.Fatalf("redelivery dup=%v pid=%d (first %d) payload=%q", again.Dup, again.PacketID, first.PacketID, again.Payload)
-			}
+			r, again := resumeRedelivered(t, tb, "dup-sub", first)
 			r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: again.PacketID})
 			// Acknowledged: not sent a third time.
 			r.Close()
@@ -85,15 +94,7 @@ func TestFirstDeliveryAfterRestartHasNoDup(t *testing.T) {
 			}
 			pub.Disconnect(100)
 			tb.bounce(kind)
-			r = dialRaw(t, tb.addr)
-			defer r.Close()
-			if !r.connect(t, "nodup-sub", false, 0, nil) {
-				t.Fatal("session not present")
-			}
-			again := r.expectPublish(t, 5*time.Second)
-			if !again.Dup || string(again.Payload) != "in-flight" || again.PacketID != first.PacketID {
-				t.Fatalf("redelivery dup=%v %q pid %d (first %d)", again.Dup, again.Payload, again.PacketID, first.PacketID)
-			}
+			r, _ = resumeRedelivered(t, tb, "nodup-sub", first)
 			for i := range 3 {
 				p := r.expectPublish(t, 5*time.Second)
 				if p.Dup || string(p.Payload) != fmt.Sprintf("queued-%d", i) {
@@ -119,15 +120,7 @@ func TestNoDupForMessagesAfterACrash(t *testing.T) {
 	first := r.expectPublish(t, 5*time.Second) // not acknowledged
 	tb.crash()                                 // with the subscriber connected
 	r.Close()
-	r = dialRaw(t, tb.addr)
-	defer r.Close()
-	if !r.connect(t, "cut-sub", false, 0, nil) {
-		t.Fatal("session not present")
-	}
-	again := r.expectPublish(t, 5*time.Second)
-	if !again.Dup || string(again.Payload) != "in-flight" || again.PacketID != first.PacketID {
-		t.Fatalf("redelivery dup=%v %q pid %d (first %d)", again.Dup, again.Payload, again.PacketID, first.PacketID)
-	}
+	r, again := resumeRedelivered(t, tb, "cut-sub", first)
 	r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: again.PacketID})
 	pub = connect(t, tb.addr, "cut-pub")
 	defer pub.Disconnect(100)
