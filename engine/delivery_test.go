@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/cairn-mqtt/cairn/engine"
 	"github.com/cairn-mqtt/cairn/wire"
 )
@@ -20,6 +22,20 @@ func (tb *testBroker) bounce(kind string) {
 	case "crash":
 		tb.crash()
 	}
+}
+
+// inFlight connects the persistent 3.1.1 subscriber id to prefix+"/t" at
+// QoS 1 and publishes payload to it from prefix+"-pub": it returns the
+// subscriber's connection, the publisher and the delivery, which the
+// subscriber has not acknowledged.
+func inFlight(t *testing.T, tb *testBroker, id, prefix, payload string) (*rawConn, paho.Client, *wire.Publish) {
+	t.Helper()
+	r := dialRaw(t, tb.addr)
+	r.connect(t, id, false, 0, nil)
+	r.subscribe(t, 1, prefix+"/t", 1)
+	pub := connect(t, tb.addr, prefix+"-pub")
+	publish(t, pub, prefix+"/t", 1, false, payload)
+	return r, pub, r.expectPublish(t, 5*time.Second)
 }
 
 // resumeRedelivered reconnects the persistent session id and wants first,
@@ -45,13 +61,8 @@ func TestRedeliveryWithDup(t *testing.T) {
 	for _, kind := range restartKinds {
 		t.Run(kind, func(t *testing.T) {
 			tb := startBroker(t, engine.Options{})
-			r := dialRaw(t, tb.addr)
-			r.connect(t, "dup-sub", false, 0, nil)
-			r.subscribe(t, 1, "dup/t", 1)
-			pub := connect(t, tb.addr, "dup-pub")
-			publish(t, pub, "dup/t", 1, false, "again")
+			r, pub, first := inFlight(t, tb, "dup-sub", "dup", "again")
 			pub.Disconnect(100)
-			first := r.expectPublish(t, 5*time.Second)
 			if first.Dup || first.QoS != 1 || first.PacketID == 0 {
 				t.Fatalf("first delivery dup=%v qos=%d pid=%d", first.Dup, first.QoS, first.PacketID)
 			}
@@ -81,12 +92,7 @@ func TestFirstDeliveryAfterRestartHasNoDup(t *testing.T) {
 	for _, kind := range restartKinds {
 		t.Run(kind, func(t *testing.T) {
 			tb := startBroker(t, engine.Options{})
-			r := dialRaw(t, tb.addr)
-			r.connect(t, "nodup-sub", false, 0, nil)
-			r.subscribe(t, 1, "nodup/t", 1)
-			pub := connect(t, tb.addr, "nodup-pub")
-			publish(t, pub, "nodup/t", 1, false, "in-flight")
-			first := r.expectPublish(t, 5*time.Second)
+			r, pub, first := inFlight(t, tb, "nodup-sub", "nodup", "in-flight")
 			r.Close() // no PUBACK: it stays in flight
 			time.Sleep(50 * time.Millisecond)
 			for i := range 3 {
@@ -111,14 +117,9 @@ func TestFirstDeliveryAfterRestartHasNoDup(t *testing.T) {
 // with DUP 0 (MQTT-3.3.1-1).
 func TestNoDupForMessagesAfterACrash(t *testing.T) {
 	tb := startBroker(t, engine.Options{})
-	r := dialRaw(t, tb.addr)
-	r.connect(t, "cut-sub", false, 0, nil)
-	r.subscribe(t, 1, "cut/t", 1)
-	pub := connect(t, tb.addr, "cut-pub")
-	publish(t, pub, "cut/t", 1, false, "in-flight")
+	r, pub, first := inFlight(t, tb, "cut-sub", "cut", "in-flight")
 	pub.Disconnect(100)
-	first := r.expectPublish(t, 5*time.Second) // not acknowledged
-	tb.crash()                                 // with the subscriber connected
+	tb.crash() // with the subscriber connected
 	r.Close()
 	r, again := resumeRedelivered(t, tb, "cut-sub", first)
 	r.Send(&wire.Ack{Kind: wire.PUBACK, PacketID: again.PacketID})
