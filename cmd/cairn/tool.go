@@ -104,9 +104,6 @@ func missingStoreFile(dir string, err error) bool {
 // lockedError explains that a running broker holds the store and how to
 // ask it instead.
 func lockedError(c *cli.Context, dir string) error {
-	if c.Bool("repair") {
-		return fmt.Errorf("the store in %s is in use by a running broker (Pebble allows one process per store): stop the broker, then run the repair again", dir)
-	}
 	cmd := strings.Join(append(append([]string{strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")}, modeFlags(c)...), c.Args().Slice()...), " ")
 	addr, ok := readAdminAddr(dir)
 	if !ok {
@@ -181,13 +178,7 @@ var globalFlags = map[string]bool{"log-level": true, "log-format": true}
 // (`cairn serve --log-level debug`, as the README's settings table lists
 // them) before it, where urfave/cli v2 looks for them; "--" ends the flags.
 func hoistGlobalFlags(args []string) []string {
-	i := 1
-	for i < len(args) && strings.HasPrefix(args[i], "-") { // already before the command
-		if name := strings.TrimLeft(args[i], "-"); !strings.Contains(name, "=") && globalFlags[name] {
-			i++
-		}
-		i++
-	}
+	i := commandAt(args)
 	if i >= len(args) {
 		return args
 	}
@@ -216,6 +207,20 @@ func hoistGlobalFlags(args []string) []string {
 	return append(out, rest...)
 }
 
+// commandAt is the index of the command word in args: past the program
+// name and the global flags before it (each with its value, unless given
+// as --flag=value).
+func commandAt(args []string) int {
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") {
+		if name := strings.TrimLeft(args[i], "-"); !strings.Contains(name, "=") && globalFlags[name] {
+			i++
+		}
+		i++
+	}
+	return i
+}
+
 // boolFlags are the store tools' flags that take no value.
 var boolFlags = map[string]bool{"json": true, "follow": true, "f": true, "check": true, "repair": true, "verify": true, "help": true, "h": true}
 
@@ -227,13 +232,7 @@ var boolFlags = map[string]bool{"json": true, "follow": true, "f": true, "check"
 func interspersed(args []string) []string {
 	args = hoistGlobalFlags(args)
 	tools := map[string]int{"inspect": 2, "backup": 1, "replay": 1, "recover": 1} // command words before the arguments
-	i := 1
-	for i < len(args) && strings.HasPrefix(args[i], "-") { // global flags
-		if !strings.Contains(args[i], "=") {
-			i++
-		}
-		i++
-	}
+	i := commandAt(args)
 	if i >= len(args) {
 		return args
 	}
