@@ -28,6 +28,9 @@ type Broker struct {
 
 	subs     *topics.Trie
 	retained *topics.Retained[*store.Message]
+	// retainedQuota holds what admitted retained publishes reserved under
+	// the retained limits (retainlimit.go).
+	retainedQuota retainedQuota
 
 	mu        sync.RWMutex
 	sessions  map[string]*Session
@@ -82,7 +85,7 @@ func New(st *store.Store, opts Options) *Broker {
 		log:       opts.Logger,
 		store:     st,
 		subs:      topics.New(),
-		retained:  topics.NewRetained[*store.Message](),
+		retained:  topics.NewRetainedSized(retainedSize),
 		sessions:  make(map[string]*Session),
 		conns:     make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),

@@ -68,6 +68,11 @@ type MaintOptions struct {
 	QueueLimitBytes    int64
 	// QueueLimitPolicy applies when a queue is full; "" means reject.
 	QueueLimitPolicy QueuePolicy
+	// RetainedLimitMessages and RetainedLimitBytes (memory, as
+	// retainedSize counts it) bound the retained messages a client may
+	// add; 0: unlimited (retainlimit.go).
+	RetainedLimitMessages int
+	RetainedLimitBytes    int64
 	// CompactBatch bounds the events of one maintenance commit (the longest
 	// the task holds up the broker's commits); 0: 128.
 	CompactBatch int
@@ -93,6 +98,10 @@ func (o MaintOptions) Check() error {
 		return fmt.Errorf("queue limit %d messages is not in 0..2147483647", o.QueueLimitMessages)
 	case o.QueueLimitBytes < 0:
 		return fmt.Errorf("queue limit %d bytes is negative", o.QueueLimitBytes)
+	case o.RetainedLimitMessages < 0:
+		return fmt.Errorf("retained limit %d messages is negative", o.RetainedLimitMessages)
+	case o.RetainedLimitBytes < 0:
+		return fmt.Errorf("retained limit %d bytes is negative", o.RetainedLimitBytes)
 	}
 	switch o.QueueLimitPolicy {
 	case "", QueueReject, QueueDropOldest:
@@ -137,6 +146,8 @@ type MaintStats struct {
 	QueueFullRejected atomic.Int64 // publishes refused: a subscriber's queue was full (reject)
 	QueueFullSkipped  atomic.Int64 // deliveries not queued because the queue was full
 	QueueFullDropped  atomic.Int64 // queued messages dropped to make room (drop-oldest)
+
+	RetainedFullRejected atomic.Int64 // retained publishes refused: the retained limits were reached
 }
 
 // MaintStats returns the live counters of the compaction task and the queue

@@ -28,6 +28,7 @@ const (
 	endStoreFailure                    // the store could not make a commit durable
 	endStoreFull                       // 3.x PUBLISH refused: free space below the store's reserve (storefull.go)
 	endQueueFull                       // 3.x PUBLISH refused: a subscriber's queue is full (queuelimit.go)
+	endRetainedFull                    // PUBLISH refused: the retained messages are at their limit (retainlimit.go)
 )
 
 // conn is one network connection. Its reader goroutine (run) decodes packets

@@ -146,6 +146,13 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	if c.version == wire.V5 && p.Props != nil {
 		msg.Props, msg.ExpiresAt = storedProps(p.Props, now)
 	}
+	var res retainedReservation // room under the retained limits (retainlimit.go)
+	if msg.Retain {
+		var ok bool
+		if res, ok = b.reserveRetained(msg); !ok {
+			return c.refuseRetainedFull(p, retainedSize(msg))
+		}
+	}
 	r := b.route(msg, c.clientID, now.UnixNano())
 	r.from = c
 	b.limitQueues(r, true)
@@ -169,6 +176,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 	durable := (p.QoS > 0 || p.Retain) && len(evs) > 0
 	readAt := c.tally.readAt // for the ack latency (counters.go)
 	st := c.pl.addSized(len(p.Payload)+len(p.Topic), func(err error) {
+		if msg.Retain {
+			b.settleRetained(msg, res, err == nil && !r.refused())
+		}
 		if isNoSpace(err) {
 			c.refuseNoSpace(p) // free space below the reserve (storefull.go)
 			return
@@ -180,9 +190,6 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		if r.refused() {
 			c.refuseQueueFull(p, r) // a subscriber's queue is full (queuelimit.go)
 			return
-		}
-		if msg.Retain {
-			b.setRetained(msg)
 		}
 		if p.QoS > 0 {
 			b.observeAck(readAt)
@@ -202,6 +209,9 @@ func (c *conn) onPublish(p *wire.Publish) bool {
 		r.deliver(b)
 	})
 	if st == nil {
+		if msg.Retain {
+			b.settleRetained(msg, res, false)
+		}
 		return false
 	}
 	c.stage(evs, durable, func(err error) { c.pl.complete(st, err) })

@@ -24,8 +24,11 @@ import (
 const (
 	defaultEventRetention      = 24 * time.Hour
 	defaultEventRetentionBytes = "512MiB"
-	defaultCompactInterval     = time.Minute
-	ttlFiltersKey              = "retained-ttl-filters" // config file only: a map FILTER: DURATION
+	// defaultRetainedLimitBytes bounds the memory of retained messages
+	// (they are served from memory): room for a million small ones.
+	defaultRetainedLimitBytes = "256MiB"
+	defaultCompactInterval    = time.Minute
+	ttlFiltersKey             = "retained-ttl-filters" // config file only: a map FILTER: DURATION
 )
 
 // retentionFlags are shared by serve and compact.
@@ -45,6 +48,8 @@ func maintFlags() []cli.Flag {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "queue-limit-messages", Value: 0, Usage: "messages a persistent session's queue may hold (0: unlimited)", EnvVars: []string{"CAIRN_QUEUE_LIMIT_MESSAGES"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "queue-limit-bytes", Value: "0", Usage: "payload bytes a persistent session's queue may hold, e.g. 64MiB (0: unlimited)", EnvVars: []string{"CAIRN_QUEUE_LIMIT_BYTES"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "queue-limit-policy", Value: string(engine.QueueReject), Usage: "when a queue is full: reject (refuse the publish) or drop-oldest", EnvVars: []string{"CAIRN_QUEUE_LIMIT_POLICY"}}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "retained-limit-messages", Value: 0, Usage: "retained messages clients may keep on the broker (0: unlimited)", EnvVars: []string{"CAIRN_RETAINED_LIMIT_MESSAGES"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "retained-limit-bytes", Value: defaultRetainedLimitBytes, Usage: "memory the retained messages may take, e.g. 256MiB: topics, payloads and properties plus about 200 bytes each (0: unlimited)", EnvVars: []string{"CAIRN_RETAINED_LIMIT_BYTES"}}),
 	)
 }
 
@@ -76,6 +81,10 @@ func loadMaint(c *cli.Context) (engine.MaintOptions, time.Duration, error) {
 		return o, 0, fmt.Errorf("queue-limit-bytes: %w", err)
 	}
 	o.QueueLimitPolicy = engine.QueuePolicy(c.String("queue-limit-policy"))
+	o.RetainedLimitMessages = c.Int("retained-limit-messages")
+	if o.RetainedLimitBytes, err = parseBytes(c.String("retained-limit-bytes")); err != nil {
+		return o, 0, fmt.Errorf("retained-limit-bytes: %w", err)
+	}
 	if err := o.Check(); err != nil {
 		return o, 0, err
 	}

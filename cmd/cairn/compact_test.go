@@ -26,6 +26,8 @@ event-retention-bytes: 64MiB
 queue-limit-messages: 1000
 queue-limit-bytes: 10MB
 queue-limit-policy: drop-oldest
+retained-limit-messages: 5000
+retained-limit-bytes: 32MiB
 `
 	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
@@ -38,7 +40,8 @@ queue-limit-policy: drop-oldest
 		m := cfg.Engine.Maint
 		if m.RetainedTTL != 0 || len(m.RetainedTTLRules) != 0 || cfg.CompactInterval != time.Minute ||
 			m.EventRetention != 24*time.Hour || m.EventRetentionBytes != 512<<20 || m.QueueLimitMessages != 0 ||
-			m.QueueLimitBytes != 0 || m.QueueLimitPolicy != engine.QueueReject {
+			m.QueueLimitBytes != 0 || m.QueueLimitPolicy != engine.QueueReject ||
+			m.RetainedLimitMessages != 0 || m.RetainedLimitBytes != 256<<20 {
 			t.Fatalf("defaults: %+v, interval %v", m, cfg.CompactInterval)
 		}
 	})
@@ -53,7 +56,8 @@ queue-limit-policy: drop-oldest
 			t.Fatalf("TTLs from file: %v %+v", m.RetainedTTL, m.RetainedTTLRules)
 		}
 		if cfg.CompactInterval != 30*time.Second || m.EventRetention != 2*time.Hour || m.EventRetentionBytes != 64<<20 ||
-			m.QueueLimitMessages != 1000 || m.QueueLimitBytes != 10_000_000 || m.QueueLimitPolicy != engine.QueueDropOldest {
+			m.QueueLimitMessages != 1000 || m.QueueLimitBytes != 10_000_000 || m.QueueLimitPolicy != engine.QueueDropOldest ||
+			m.RetainedLimitMessages != 5000 || m.RetainedLimitBytes != 32<<20 {
 			t.Fatalf("from file: %+v, interval %v", m, cfg.CompactInterval)
 		}
 	})
@@ -90,6 +94,8 @@ func TestServeConfigMaintErrors(t *testing.T) {
 		{[]string{"--queue-limit-bytes", "-5"}, "queue-limit-bytes"},
 		{[]string{"--queue-limit-messages", "-1"}, "queue limit"},
 		{[]string{"--queue-limit-policy", "drop-newest"}, "drop-newest"},
+		{[]string{"--retained-limit-bytes", "much"}, "retained-limit-bytes"},
+		{[]string{"--retained-limit-messages", "-1"}, "retained limit"},
 		{[]string{"--compact-interval", "-1s"}, "compact-interval"},
 		{[]string{"--config", bad}, "must be a map"},
 		{[]string{"--config", badTTL}, "a/#"},

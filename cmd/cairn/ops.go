@@ -168,6 +168,10 @@ func logSummary(log *slog.Logger, cfg *serveConfig, mqttURLs, wsURLs []string, a
 	if e.Maint.QueueLimitMessages > 0 || e.Maint.QueueLimitBytes > 0 {
 		qlimit = fmt.Sprintf("%d messages / %d bytes, %s", e.Maint.QueueLimitMessages, e.Maint.QueueLimitBytes, e.Maint.QueueLimitPolicy)
 	}
+	rlimit := "unlimited"
+	if e.Maint.RetainedLimitMessages > 0 || e.Maint.RetainedLimitBytes > 0 {
+		rlimit = fmt.Sprintf("messages %s, bytes %s", limitText(e.Maint.RetainedLimitMessages), limitText(int(e.Maint.RetainedLimitBytes)))
+	}
 	sys := "off"
 	if cfg.Ops.SysInterval > 0 {
 		sys = "every " + fmtDuration(cfg.Ops.SysInterval)
@@ -178,7 +182,7 @@ func logSummary(log *slog.Logger, cfg *serveConfig, mqttURLs, wsURLs []string, a
 		slog.Group("store", "dir", cfg.Data, "disk_bytes", disk, "sessions", rep.Sessions, "queued", rep.Queued, "retained", rep.Retained, "recovered_in", rep.Took.String()),
 		slog.Group("limits", "max_connections", limitText(e.Limits.MaxConnections), "max_connections_per_ip", limitText(e.Limits.MaxConnectionsPerIP),
 			"max_packet_size", e.MaxPacketSize, "max_inflight", e.MaxInflight, "max_queued_memory", e.MaxQueuedMemory,
-			"receive_maximum", e.Features.ReceiveMaximum, "connect_timeout", e.ConnectTimeout.String(), "queue_limit", qlimit,
+			"receive_maximum", e.Features.ReceiveMaximum, "connect_timeout", e.ConnectTimeout.String(), "queue_limit", qlimit, "retained_limit", rlimit,
 			"max_subscriptions", limitText(e.Limits.MaxSubscriptions), "publish_rate", rateText(e.Limits.PublishRate),
 			"min_free_space", minFreeText(cfg.MinFreeSpace)),
 		slog.Group("auth", "password_file", orNone(cfg.Sec.PasswordFile), "acl_file", orNone(cfg.Sec.ACLFile),

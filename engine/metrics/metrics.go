@@ -300,6 +300,7 @@ func collectBroker(b *engine.Broker, emit emitter) {
 	}
 	mt := &s.Maint
 	emit(fRefused, float64(mt.QueueFullRejected.Load()), "queue_full")
+	emit(fRefused, float64(mt.RetainedFullRejected.Load()), "retained_full")
 	emit(fRefused, float64(s.Traffic.SysPublishRefused.Load()), "sys_topic")
 	emit(fProto, float64(s.ProtocolErrors.Load()))
 	emit(fWills, float64(s.WillsPublished.Load()))

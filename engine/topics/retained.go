@@ -13,6 +13,10 @@ type Retained[V any] struct {
 	mu   sync.RWMutex
 	root rnode[V]
 	n    int
+	// size, if set, gives a stored value's size; bytes is their sum (the
+	// engine's limit on retained memory reads it).
+	size  func(V) int64
+	bytes int64
 	// hits pools the snapshot buffers of Match (*[]retainedHit[V]).
 	hits sync.Pool
 }
@@ -37,6 +41,20 @@ func NewRetained[V any]() *Retained[V] {
 	return &Retained[V]{}
 }
 
+// NewRetainedSized returns an empty index that keeps the sum of its values'
+// sizes (see [Retained.Bytes]). size must be a pure function of the value.
+func NewRetainedSized[V any](size func(V) int64) *Retained[V] {
+	return &Retained[V]{size: size}
+}
+
+// sizeOf is v's size, 0 for an index without a size function.
+func (r *Retained[V]) sizeOf(v V) int64 {
+	if r.size == nil {
+		return 0
+	}
+	return r.size(v)
+}
+
 // Set stores v as the retained message of topic, replacing any previous one.
 // topic is copied, so it may alias a reusable buffer. (Deleting on an empty
 // payload, MQTT §3.3.1.3, is the caller's decision: call [Retained.Delete].)
@@ -44,6 +62,7 @@ func (r *Retained[V]) Set(topic string, v V) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n := r.find(topic); n != nil && n.has {
+		r.bytes += r.sizeOf(v) - r.sizeOf(n.value)
 		n.value = v
 		return
 	}
@@ -63,6 +82,7 @@ func (r *Retained[V]) Set(topic string, v V) {
 	}
 	n.topic, n.value, n.has = topic, v, true
 	r.n++
+	r.bytes += r.sizeOf(v)
 }
 
 // Delete removes topic's retained message and reports whether there was one.
@@ -81,6 +101,7 @@ func (r *Retained[V]) Delete(topic string) bool {
 // write lock.
 func (r *Retained[V]) remove(n *rnode[V]) {
 	var zero V
+	r.bytes -= r.sizeOf(n.value)
 	n.topic, n.value, n.has = "", zero, false // release the payload now, not at prune time
 	r.n--
 	// Prune emptied nodes so memory follows the live retained set.
@@ -111,6 +132,14 @@ func (r *Retained[V]) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.n
+}
+
+// Bytes returns the sum of the stored values' sizes (0 without a size
+// function).
+func (r *Retained[V]) Bytes() int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.bytes
 }
 
 // find returns topic's node or nil; the caller holds a lock.

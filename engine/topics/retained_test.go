@@ -188,3 +188,42 @@ func TestRetainedAgainstReference(t *testing.T) {
 		}
 	})
 }
+
+// A sized index's Bytes is the sum of its values' sizes through every kind
+// of change: set, replace, delete, conditional delete.
+func TestRetainedBytes(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		r := NewRetainedSized(func(v string) int64 { return int64(len(v)) })
+		model := map[string]string{}
+		topic := rapid.SampledFrom([]string{"a", "a/b", "a/b/c", "x", "x/+y", "$SYS/z"})
+		for range rapid.IntRange(1, 60).Draw(t, "ops") {
+			tp := topic.Draw(t, "topic")
+			switch rapid.IntRange(0, 2).Draw(t, "op") {
+			case 0:
+				v := strings.Repeat("v", rapid.IntRange(0, 40).Draw(t, "len"))
+				r.Set(tp, v)
+				model[tp] = v
+			case 1:
+				r.Delete(tp)
+				delete(model, tp)
+			case 2:
+				short := func(v string) bool { return len(v) < 20 }
+				v, had := model[tp]
+				want := had && short(v)
+				if got := r.DeleteIf(tp, short); got != want {
+					t.Fatalf("DeleteIf(%q) = %v, want %v", tp, got, want)
+				}
+				if want {
+					delete(model, tp)
+				}
+			}
+			var want int64
+			for _, v := range model {
+				want += int64(len(v))
+			}
+			if r.Bytes() != want || r.Len() != len(model) {
+				t.Fatalf("Bytes %d Len %d, want %d and %d", r.Bytes(), r.Len(), want, len(model))
+			}
+		}
+	})
+}
