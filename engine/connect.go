@@ -70,6 +70,8 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	if id == "" {
 		if p.Version == wire.V5 || (p.Version == wire.V311 && p.CleanStart) {
 			id, assigned = newClientID(), true
+		} else if p.Version == wire.V31 {
+			return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "empty client id (MQTT 3.1 requires one)")
 		} else {
 			return c.refuse(wire.ConnRefusedIdentifier, wire.ClientIDNotValid, "empty client id without clean session")
 		}

@@ -181,3 +181,30 @@ func TestInboundQoS2ExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// MQTT 3.1 marks a re-delivered PUBREL, SUBSCRIBE or UNSUBSCRIBE with DUP
+// (3.1 §2.1); a 3.1 client resending PUBREL after a reconnect must get its
+// PUBCOMP, not a closed connection (3.1.1 fixed the flags at 0010).
+func TestMQTT31DupResends(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	r := dialRawV(t, tb.addr, wire.V31)
+	defer r.Close()
+	r.connect(t, "dup31", false, 30, nil)
+	r.Send(&wire.Publish{QoS: 2, PacketID: 11, Topic: "q2/t", Payload: []byte("x")})
+	r.expectAck(t, wire.PUBREC, 11)
+	r.Close()
+	// The PUBCOMP is lost: the client reconnects and resends PUBREL, DUP set.
+	r = dialRawV(t, tb.addr, wire.V31)
+	defer r.Close()
+	r.connect(t, "dup31", false, 30, nil)
+	r.SendRaw([]byte{0x6A, 0x02, 0x00, 0x0B})
+	r.expectAck(t, wire.PUBCOMP, 11)
+	r.SendRaw([]byte{0x8A, 0x08, 0x00, 0x09, 0x00, 0x03, 'd', '/', '1', 0x01}) // SUBSCRIBE, DUP
+	if sa, ok := r.Expect(t, 5*time.Second).(*wire.Suback); !ok || sa.PacketID != 9 || len(sa.ReasonCodes) != 1 || sa.ReasonCodes[0] != 1 {
+		t.Fatalf("SUBSCRIBE with DUP: got %#v, want SUBACK 9 granting QoS 1", sa)
+	}
+	r.SendRaw([]byte{0xAA, 0x07, 0x00, 0x0A, 0x00, 0x03, 'd', '/', '1'}) // UNSUBSCRIBE, DUP
+	if ua, ok := r.Expect(t, 5*time.Second).(*wire.Unsuback); !ok || ua.PacketID != 10 {
+		t.Fatalf("UNSUBSCRIBE with DUP: got %#v, want UNSUBACK 10", ua)
+	}
+}

@@ -6,8 +6,9 @@ package wire
 // Invariants:
 //   - checkHeader runs on the first byte before any body byte is looked at:
 //     reserved packet type 0, AUTH outside 5.0, reserved flag bits (PUBREL,
-//     SUBSCRIBE, UNSUBSCRIBE must be 0x2, others 0) and PUBLISH QoS 3 or DUP on
-//     QoS 0 are all Malformed Packet.
+//     SUBSCRIBE, UNSUBSCRIBE must be 0x2 — in MQTT 3.1 0xA too, a resend with
+//     DUP — others 0) and PUBLISH QoS 3 or DUP on QoS 0 are all Malformed
+//     Packet.
 //   - Every decoder consumes the body exactly: missing bytes and trailing
 //     bytes are Malformed Packet.
 //   - Every decoded packet then passes validate (validate.go), so the
@@ -40,6 +41,12 @@ func checkHeader(hdr byte, v Version) error {
 		}
 		return nil
 	case PUBREL, SUBSCRIBE, UNSUBSCRIBE:
+		// MQTT 3.1 (§2.1) sets DUP on a re-delivered PUBREL, SUBSCRIBE or
+		// UNSUBSCRIBE (a PUBREL resent after a reconnect, typically); the
+		// fixed 0010 came with 3.1.1 (MQTT-3.6.1-1, 3.8.1-1, 3.10.1-1).
+		if flags == 0xA && v == V31 {
+			return nil
+		}
 		if flags != 0x2 {
 			return malformed(t, "fixed header flags 0x%X, want 0x2", flags)
 		}

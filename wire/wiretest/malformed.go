@@ -55,6 +55,11 @@ func buildMalformed() []BadPacket {
 		{"header/subscribe-flags-3", v5, pkt(0x83, u16(1), props(), str("a"), bs(0)), mal},
 		{"header/unsubscribe-flags", v311, pkt(0xA0, u16(1), str("a")), mal},
 		{"header/pubrel-flags", v311, pkt(0x60, u16(1)), mal},
+		// DUP on these is MQTT 3.1's resend marker only (engine TestMQTT31DupResends).
+		{"header/pubrel-dup-3.1.1", v311, pkt(0x6A, u16(1)), mal},
+		{"header/subscribe-dup-3.1.1", v311, pkt(0x8A, u16(1), str("a"), bs(0)), mal},
+		{"header/unsubscribe-dup-5", v5, pkt(0xAA, u16(1), props(), str("a")), mal},
+		{"header/pubrel-qos2-3.1", v31, pkt(0x64, u16(1)), mal},
 		{"header/puback-flags", v5, pkt(0x42, u16(1)), mal},
 		{"header/pingreq-flags", v311, bs(0xC1, 0x00), mal},
 		{"header/disconnect-flags", v5, bs(0xE8, 0x00), mal},
