@@ -27,7 +27,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "cairn",
 		Usage: "a durable MQTT broker: what it acknowledged survives a crash",
 		Flags: []cli.Flag{
@@ -53,6 +53,62 @@ func newApp() *cli.App {
 				},
 			},
 		},
+	}
+	app.Before = refuseUnknownCommand("cairn", &app.Commands, app.Before)
+	refuseStrayArgs("cairn", app.Commands)
+	return app
+}
+
+// refuseStrayArgs walks the command tree: a command with subcommands refuses
+// an unknown command word, a command that takes no arguments (no ArgsUsage)
+// refuses any. urfave/cli stops reading flags at the first argument, so
+// `cairn serve extra --data DIR` would otherwise run on the default store,
+// --data unread.
+func refuseStrayArgs(parent string, cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		where := parent + " " + cmd.Name
+		switch {
+		case len(cmd.Subcommands) > 0:
+			cmd.Before = refuseUnknownCommand(where, &cmd.Subcommands, cmd.Before)
+			refuseStrayArgs(where, cmd.Subcommands)
+		case cmd.ArgsUsage == "" && cmd.Action != nil:
+			then := cmd.Before
+			cmd.Before = func(c *cli.Context) error {
+				if c.Args().Present() {
+					return fmt.Errorf("%s takes no arguments, got %q (flags go before any argument)", where, c.Args().Slice())
+				}
+				if then != nil {
+					return then(c)
+				}
+				return nil
+			}
+		}
+	}
+}
+
+// refuseUnknownCommand wraps the Before of a command that has subcommands
+// (or of the app): a first argument naming none of them is an error, which
+// main prints with exit status 1. Left to urfave/cli, it would print "No
+// help topic for 'x'" and exit with 3, not saying what is wrong.
+func refuseUnknownCommand(where string, cmds *[]*cli.Command, then cli.BeforeFunc) cli.BeforeFunc {
+	return func(c *cli.Context) error {
+		if name := c.Args().First(); name != "" && name != "help" && name != "h" {
+			var names []string
+			found := false
+			for _, sc := range *cmds {
+				found = found || sc.HasName(name)
+				if !sc.Hidden && sc.Name != "help" {
+					names = append(names, sc.Name)
+				}
+			}
+			if !found {
+				return fmt.Errorf("unknown command %q: %s takes one of %s (see %s --help)", name, where, strings.Join(names, ", "), where)
+			}
+		}
+		if then != nil {
+			return then(c)
+		}
+		return nil
 	}
 }
 

@@ -65,3 +65,36 @@ func TestProgressBar(t *testing.T) {
 		t.Fatal("a pipe is taken for a terminal")
 	}
 }
+
+// An unknown command word, and arguments to a command that takes none, are
+// errors saying so: urfave/cli alone prints "No help topic" (exit status 3)
+// for the first and, as it stops reading flags at the first argument,
+// runs `serve extra --data DIR` on the default store.
+func TestUnknownCommandsAndStrayArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nosuch"}, `unknown command "nosuch": cairn takes one of serve, inspect`},
+		{[]string{"inspect", "nosuch"}, `unknown command "nosuch": cairn inspect takes one of sessions, session, queue`},
+		{[]string{"bench", "fanout2"}, `unknown command "fanout2": cairn bench takes one of fanin, fanout`},
+		{[]string{"passwd", "remove"}, `cairn passwd takes one of add, delete`},
+		{[]string{"serve", "extra", "--data", t.TempDir()}, `cairn serve takes no arguments, got ["extra" "--data"`},
+		{[]string{"compact", "now"}, `cairn compact takes no arguments`},
+		{[]string{"config", "example", "x"}, `cairn config example takes no arguments`},
+		{[]string{"inspect", "stats", "x", "--data", t.TempDir()}, `cairn inspect stats takes no arguments, got ["x"]`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := runCLI(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// Help and real commands still work.
+	for _, args := range [][]string{{"help"}, {"inspect", "help"}, {"bench", "help", "fanin"}, {"version"}, {"config", "example"}} {
+		if _, err := runCLI(t, args...); err != nil {
+			t.Errorf("cairn %s: %v", strings.Join(args, " "), err)
+		}
+	}
+}
