@@ -44,10 +44,20 @@ func loadConfigFile(c *cli.Context, flags []cli.Flag) error {
 	if file == "" {
 		return nil
 	}
-	vals, err := readConfigFile(file, flags)
+	vals, lines, err := readConfigFile(file, flags)
 	if err != nil {
 		return err
 	}
+	applied := map[string]int{} // the keys whose file value is used: not given otherwise
+	for name, line := range lines {
+		if !c.IsSet(name) {
+			applied[name] = line
+		}
+	}
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]interface{}{}
+	}
+	c.App.Metadata[configLinesKey] = configLines{file: file, lines: applied}
 	if err := altsrc.ApplyInputSourceValues(c, altsrc.NewMapInputSource(file, vals), flags); err != nil {
 		return fmt.Errorf("config %s: %w", file, err)
 	}
@@ -134,25 +144,25 @@ func flagKind(f cli.Flag) string {
 
 // readConfigFile parses and checks the file, returning its values in the
 // types altsrc expects.
-func readConfigFile(file string, flags []cli.Flag) (map[interface{}]interface{}, error) {
+func readConfigFile(file string, flags []cli.Flag) (vals map[interface{}]interface{}, lines map[string]int, err error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("config %s: not valid YAML: %w", file, err)
+		return nil, nil, fmt.Errorf("config %s: not valid YAML: %w", file, err)
 	}
-	vals := map[interface{}]interface{}{}
+	vals, lines = map[interface{}]interface{}{}, map[string]int{}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
-		return vals, nil // empty file
+		return vals, lines, nil // empty file
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return vals, nil
+		return vals, lines, nil
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("config %s line %d: the file must be a map of setting: value (see cairn config example)", file, root.Line)
+		return nil, nil, fmt.Errorf("config %s line %d: the file must be a map of setting: value (see cairn config example)", file, root.Line)
 	}
 	keys := fileKeys(flags)
 	seen := map[string]int{}
@@ -160,24 +170,52 @@ func readConfigFile(file string, flags []cli.Flag) (map[interface{}]interface{},
 		k, v := root.Content[i], root.Content[i+1]
 		at := fmt.Sprintf("config %s line %d", file, k.Line)
 		if k.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("%s: a key must be a setting name", at)
+			return nil, nil, fmt.Errorf("%s: a key must be a setting name", at)
 		}
 		name := k.Value
 		if first, dup := seen[name]; dup {
-			return nil, fmt.Errorf("%s: key %q given twice (first at line %d)", at, name, first)
+			return nil, nil, fmt.Errorf("%s: key %q given twice (first at line %d)", at, name, first)
 		}
 		seen[name] = k.Line
 		fk, ok := keys[name]
 		if !ok {
-			return nil, fmt.Errorf("%s: unknown key %q%s", at, name, suggestKey(name, keys))
+			return nil, nil, fmt.Errorf("%s: unknown key %q%s", at, name, suggestKey(name, keys))
 		}
 		val, err := fileValue(fk.kind, v)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", at, name, err)
+			return nil, nil, fmt.Errorf("%s: %s: %w", at, name, err)
 		}
 		vals[name] = val
+		lines[name] = k.Line
 	}
-	return vals, nil
+	return vals, lines, nil
+}
+
+// configLinesKey is where loadConfigFile leaves, in the app's Metadata, the
+// lines of the file's keys whose values are in force.
+const configLinesKey = "config-lines"
+
+type configLines struct {
+	file  string
+	lines map[string]int
+}
+
+// atConfigLine prefixes an error about a setting ("queue-limit-bytes: ...",
+// found when the values are put to use, after the file was read) with the
+// file and line it came from, when the value in force is the file's.
+func atConfigLine(c *cli.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	cl, ok := c.App.Metadata[configLinesKey].(configLines)
+	if !ok {
+		return err
+	}
+	name, _, found := strings.Cut(err.Error(), ":")
+	if line, ok := cl.lines[name]; found && ok {
+		return fmt.Errorf("config %s line %d: %w", cl.file, line, err)
+	}
+	return err
 }
 
 // fileValue checks and converts one value.

@@ -108,3 +108,26 @@ func TestServeConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// A value the file gave that is found bad only when it is put to use (a
+// size, a TTL, a range) is reported with the file and line it came from; the
+// same value from a flag is reported as the flag's.
+func TestServeConfigBadValueLine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "cairn.yaml")
+	yml := "compact-interval: 1m\nqueue-limit-bytes: lots\nretained-ttl: soon\n"
+	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runServeConfig(t, "--config", file)
+	if want := "config " + file + " line 3: retained-ttl:"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v, want %q", err, want)
+	}
+	_, err = runServeConfig(t, "--config", file, "--retained-ttl", "1h")
+	if want := "config " + file + " line 2: queue-limit-bytes: \"lots\" is not a size"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v, want %q", err, want)
+	}
+	_, err = runServeConfig(t, "--config", file, "--retained-ttl", "1h", "--queue-limit-bytes", "zz")
+	if err == nil || strings.HasPrefix(err.Error(), "config ") || !strings.Contains(err.Error(), `queue-limit-bytes: "zz"`) {
+		t.Fatalf("a bad flag value: err %v, want it reported as the flag's", err)
+	}
+}

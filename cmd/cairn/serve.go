@@ -72,6 +72,11 @@ type serveConfig struct {
 }
 
 func loadServeConfig(c *cli.Context) (serveConfig, error) {
+	cfg, err := loadServeSettings(c)
+	return cfg, atConfigLine(c, err) // config.go: which line of the file a bad value came from
+}
+
+func loadServeSettings(c *cli.Context) (serveConfig, error) {
 	cfg := serveConfig{
 		Listen:      c.String("listen"),
 		Data:        c.String("data"),
