@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairn-mqtt/cairn/engine/listen"
+	"github.com/cairn-mqtt/cairn/engine/loggate"
 	"github.com/cairn-mqtt/cairn/engine/session"
 	"github.com/cairn-mqtt/cairn/store"
 	"github.com/cairn-mqtt/cairn/wire"
@@ -364,14 +365,14 @@ func retryableAccept(err error) bool {
 // brokerSecurity is the broker's share of the security machinery.
 type brokerSecurity struct {
 	connLimit *listen.ConnLimiter
-	refused   logGate // the log line of connections the limits refuse
+	refused   loggate.Gate // the log line of connections the limits refuse
 	reloaders []reloader
 }
 
 // logConnRefused logs connections the connection limits refused (gated:
-// a flood gets a line per logGateEvery, with its count).
+// a flood gets a line per loggate.Every, with its count).
 func (b *Broker) logConnRefused(ip netip.Addr, perIP bool) {
-	n, ok := b.sec.refused.pass(b.now())
+	n, ok := b.sec.refused.Pass(b.now())
 	if !ok {
 		return
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"sync"
 
+	"github.com/cairn-mqtt/cairn/engine/loggate"
 	"github.com/cairn-mqtt/cairn/store"
 	"github.com/cairn-mqtt/cairn/wire"
 )
@@ -60,7 +61,7 @@ type retainedQuota struct {
 	mu           sync.Mutex
 	pendingCount int
 	pendingBytes int64
-	refusedLog   logGate
+	refusedLog   loggate.Gate
 }
 
 // retainedReservation is what one admitted publish reserved.
@@ -144,7 +145,7 @@ func (c *conn) refuseRetainedFull(p *wire.Publish, size int64) bool {
 		delete(c.sess.inbound, p.PacketID)
 		c.sess.mu.Unlock()
 	}
-	if n, ok := b.retainedQuota.refusedLog.pass(b.now()); ok {
+	if n, ok := b.retainedQuota.refusedLog.Pass(b.now()); ok {
 		o := &b.opts.Maint
 		c.log.Warn("retained publish refused: the retained messages are at their limit", "topic", p.Topic, "qos", p.QoS,
 			"size", size, "retained", b.retainedCount(), "retained_bytes", b.retained.Bytes(),

@@ -3,6 +3,7 @@ package engine
 import (
 	"sync"
 
+	"github.com/cairn-mqtt/cairn/engine/loggate"
 	"github.com/cairn-mqtt/cairn/engine/session"
 	"github.com/cairn-mqtt/cairn/engine/topics"
 	"github.com/cairn-mqtt/cairn/store"
@@ -34,7 +35,7 @@ type Session struct {
 	detaching chan struct{}
 	// drops gates the log line of deliveries dropped because the client's
 	// in-memory queue is full (deliver).
-	drops logGate
+	drops loggate.Gate
 }
 
 func (b *Broker) newSession(id string, persistent bool, head, next, sentBelow uint64) *Session {
@@ -78,7 +79,7 @@ func (b *Broker) deliver(s *Session, d session.Delivery, from *conn) {
 	if !ok {
 		b.stats.drop(DropQueueFull, 1)
 		b.stats.Security.QueueFull.Add(1)
-		if n, log := s.drops.pass(b.now()); log {
+		if n, log := s.drops.Pass(b.now()); log {
 			// A clean session's messages live in memory only, bounded
 			// by --max-queued-memory: one that does not read loses what
 			// does not fit, QoS 1 and 2 included.
