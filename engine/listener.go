@@ -17,7 +17,11 @@ import (
 // Invariants:
 //   - Every listener's connections count toward one ConnLimiter (the
 //     global and per-address bounds of Limits); the limiter sits under TLS,
-//     so a refused connection costs no handshake.
+//     so a refused connection costs no handshake. A WebSocket listener is
+//     limited by its TCP sockets, under its HTTP server (listen.ConnLimiter.Wrap):
+//     the sockets that have not upgraded (yet) count as well.
+//   - A connection that can say why it is closed (a WebSocket: close status
+//     1009) is told the maximum packet size before it is served.
 //   - The TLS handshake runs on the connection's goroutine within the
 //     CONNECT deadline: a peer that stalls it is closed like one that never
 //     sends CONNECT.
@@ -98,6 +102,9 @@ func (b *Broker) ServeListener(l net.Listener, lc Listener) error {
 			return fmt.Errorf("engine: accept on %s: %w", l.Addr(), err)
 		}
 		backoff = 0
+		if ps, ok := nc.(interface{ SetMaxPacketSize(uint32) }); ok {
+			ps.SetMaxPacketSize(b.opts.MaxPacketSize)
+		}
 		if !b.serveConn(nc, lp) {
 			return ErrClosed
 		}

@@ -21,6 +21,9 @@ import (
 //     no TIME_WAIT sockets behind), and counted; Accept goes on to the next.
 //   - The per-address map holds only addresses with open connections, so it
 //     is bounded by the number of open connections.
+//   - A WSListener is limited by its TCP sockets (Wrap), from accept: an
+//     HTTP request that never becomes a WebSocket counts too, and an
+//     upgraded connection holds its socket's slot, counted once.
 
 // ConnLimiter bounds the connections open at once, in total and per source
 // IP address, over any number of listeners. It is safe for concurrent use.
@@ -55,14 +58,24 @@ func NewConnLimiter(maxTotal, maxPerIP int) *ConnLimiter {
 // Wrap returns l limited by the limiter. Put it under the TLS listener
 // (tls.NewListener(lim.Wrap(tcp), cfg)) so that refused connections cost no
 // handshake.
+//
+// A *WSListener not yet accepting is limited underneath, by its TCP
+// sockets, under its HTTP server and TLS (see ws.go), and its upgraded
+// connections pass through the returned listener as they are. (Wrapped
+// after its first Accept, or by a second limiter, only its upgraded
+// connections are counted.)
 func (lim *ConnLimiter) Wrap(l net.Listener) *LimitedListener {
+	if w, ok := l.(*WSListener); ok && w.limitWith(lim) {
+		return &LimitedListener{Listener: l, lim: lim, under: true}
+	}
 	return &LimitedListener{Listener: l, lim: lim}
 }
 
 // LimitedListener is a net.Listener whose connections a ConnLimiter bounds.
 type LimitedListener struct {
 	net.Listener
-	lim *ConnLimiter
+	lim   *ConnLimiter
+	under bool // the wrapped listener applies the limiter itself
 }
 
 // LimitStats are a ConnLimiter's counters.
@@ -82,6 +95,9 @@ func LimitListener(l net.Listener, maxTotal, maxPerIP int) *LimitedListener {
 // Accept returns the next connection within the limits. Its errors are
 // those of the wrapped listener.
 func (l *LimitedListener) Accept() (net.Conn, error) {
+	if l.under {
+		return l.Listener.Accept()
+	}
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {

@@ -32,14 +32,32 @@ package listen
 //     wsCloseWait for a peer that does not answer: then the socket is
 //     closed under it. No goroutine outlives Close.
 //   - The pump holds at most one chunk (wsChunk bytes) the broker has not
-//     read: a client cannot make the server buffer more than that.
+//     read: a client cannot make the server buffer more than that. It hands
+//     up frame payload as it arrives (it reads no more than the frame filter
+//     has seen arrive), never waiting for the rest of a frame or a full
+//     chunk: packets need not align with frames (MQTT-6.0.0-2).
+//   - The close status says why (RFC 6455 §7.4.1): 1002 for an unmasked
+//     frame or a 64-bit length with the top bit set, 1003 for a text
+//     message, 1007 for a close reason that is not UTF-8, 1009 for an MQTT
+//     packet over the broker's maximum (SetMaxPacketSize; the broker's own
+//     answer, a 5.0 DISCONNECT 0x95, goes first), else 1000. The first
+//     cause found wins. A close frame from the client, whatever its valid
+//     code, is the orderly end of the stream (EOF).
+//   - The connection limits (ConnLimiter.Wrap) count the TCP sockets under
+//     the HTTP server, from accept: a socket over a bound is refused at once,
+//     before any byte of HTTP or TLS, and an upgraded connection keeps the
+//     one slot its socket took. The HTTP server does no keep-alive: a
+//     request that is not an upgrade gets its answer with "Connection:
+//     close", and its socket is closed. Request headers not complete within
+//     HandshakeTimeout close the socket; that is counted and logged (gated,
+//     like the unknown-path line: the first at once, then at most one line
+//     per loggate.Every with the count).
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +69,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-mqtt/cairn/engine/loggate"
 	"github.com/coder/websocket"
 )
 
@@ -91,6 +110,7 @@ type WSStats struct {
 	RefusedNotFound   uint64 // a request for another path
 	BinaryViolations  uint64 // connections ended by a text message
 	HandshakeFailures uint64 // TLS handshakes that failed (wss)
+	HeaderTimeouts    uint64 // sockets closed because the request headers did not arrive within HandshakeTimeout
 }
 
 // WSListener accepts MQTT connections over WebSocket.
@@ -104,7 +124,17 @@ type WSListener struct {
 	once   sync.Once
 	served chan struct{}
 
-	upgraded, refProto, refOrigin, refHandshake, refPath, textMsgs, tlsFailed atomic.Uint64
+	// The HTTP server accepts once the limiter is settled (ready closed):
+	// by ConnLimiter.Wrap, or without limits by the first Accept.
+	startMu sync.Mutex
+	started bool
+	lim     *ConnLimiter // nil: no limits on the sockets
+	ready   chan struct{}
+
+	pathGate, timeoutGate loggate.Gate
+	sockClosed            atomic.Pointer[func(net.Conn)] // tests: told after connState handled a closed socket
+
+	upgraded, refProto, refOrigin, refHandshake, refPath, textMsgs, tlsFailed, hdrTimeouts atomic.Uint64
 }
 
 type rawConnKey struct{}
@@ -141,12 +171,15 @@ func NewWSListener(l net.Listener, o WSOptions) *WSListener {
 		conns:  make(chan net.Conn),
 		done:   make(chan struct{}),
 		served: make(chan struct{}),
+		ready:  make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(o.Path, w.upgrade)
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 		w.refPath.Add(1)
-		w.log.Info("websocket request for an unknown path refused", "remote", r.RemoteAddr, "path", r.URL.Path, "want", o.Path)
+		if n, ok := w.pathGate.Pass(time.Now()); ok {
+			w.log.Info("websocket request for an unknown path refused", "remote", r.RemoteAddr, "path", r.URL.Path, "want", o.Path, "refused", n)
+		}
 		http.Error(rw, "MQTT over WebSocket is served at "+o.Path, http.StatusNotFound)
 	})
 	w.srv = &http.Server{
@@ -159,11 +192,15 @@ func NewWSListener(l net.Listener, o WSOptions) *WSListener {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, rawConnKey{}, c)
 		},
-		ErrorLog: slog.NewLogLogger(&tlsErrorCounter{Handler: w.log.Handler(), n: &w.tlsFailed}, slog.LevelInfo),
+		ConnState: w.connState,
+		ErrorLog:  slog.NewLogLogger(&tlsErrorCounter{Handler: w.log.Handler(), n: &w.tlsFailed}, slog.LevelInfo),
 	}
-	var sl net.Listener = l
+	// One request per socket: an upgrade, or a refusal with "Connection:
+	// close" (net/http keeps "Connection: Upgrade" on a 101).
+	w.srv.SetKeepAlivesEnabled(false)
+	var sl net.Listener = &wsSockListener{w: w, Listener: l}
 	if o.TLS != nil {
-		sl = tls.NewListener(l, o.TLS)
+		sl = tls.NewListener(sl, o.TLS)
 	}
 	go func() {
 		defer close(w.served)
@@ -173,7 +210,9 @@ func NewWSListener(l net.Listener, o WSOptions) *WSListener {
 }
 
 // Accept returns the next upgraded connection; net.ErrClosed after Close.
+// Without ConnLimiter.Wrap before it, the sockets are not limited.
 func (w *WSListener) Accept() (net.Conn, error) {
+	w.limitWith(nil)
 	select {
 	case c := <-w.conns:
 		return c, nil
@@ -205,6 +244,112 @@ func (w *WSListener) URL() string {
 	return s + "://" + w.l.Addr().String() + w.opts.Path
 }
 
+// limitWith settles the limiter of the sockets (nil: none) and lets the
+// HTTP server accept. Only the first call decides: it reports whether lim is
+// the limiter in force.
+func (w *WSListener) limitWith(lim *ConnLimiter) bool {
+	w.startMu.Lock()
+	defer w.startMu.Unlock()
+	if !w.started {
+		w.started, w.lim = true, lim
+		close(w.ready)
+	}
+	return w.lim == lim
+}
+
+// wsSockListener is the WSListener's TCP socket as the HTTP server sees it:
+// it waits until the limiter is settled, admits sockets through it, and
+// wraps each one in a wsSock.
+type wsSockListener struct {
+	net.Listener
+	w     *WSListener
+	once  sync.Once
+	inner net.Listener // Listener, limited if the WSListener is
+}
+
+func (l *wsSockListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.w.ready:
+	case <-l.w.done:
+		return nil, fmt.Errorf("websocket: accept on %s: %w", l.Addr(), net.ErrClosed)
+	}
+	l.once.Do(func() {
+		l.inner = l.Listener
+		if lim := l.w.lim; lim != nil { // set before ready was closed
+			l.inner = lim.Wrap(l.Listener)
+		}
+	})
+	c, err := l.inner.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &wsSock{Conn: c}, nil
+}
+
+// wsSock is an accepted socket of the HTTP server (under TLS for wss). It
+// notes a read that timed out before a request was read: the header
+// timeout, or for wss possibly the TLS handshake's (connState tells them
+// apart).
+type wsSock struct {
+	net.Conn
+	active, timedOut atomic.Bool
+}
+
+func (s *wsSock) Read(p []byte) (int, error) {
+	n, err := s.Conn.Read(p)
+	if err != nil && !s.active.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		s.timedOut.Store(true)
+	}
+	return n, err
+}
+
+// Unwrap returns the socket under the limiter's wrapper (a *net.TCPConn):
+// what the broker looks for under a connection (TLS state, TCP keep-alive).
+func (s *wsSock) Unwrap() net.Conn {
+	if lc, ok := s.Conn.(*limitedConn); ok {
+		return lc.Conn
+	}
+	return s.Conn
+}
+
+// sockOf returns the wsSock of a connection of the HTTP server, or nil.
+func sockOf(c net.Conn) *wsSock {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	s, _ := c.(*wsSock)
+	return s
+}
+
+// connState follows the HTTP server's sockets: a socket closed after a
+// read timed out before any request was read is a header timeout, counted
+// and logged (gated). A TLS handshake that timed out is not: the server
+// logs it as a handshake failure (HandshakeFailures).
+func (w *WSListener) connState(c net.Conn, st http.ConnState) {
+	s := sockOf(c)
+	if s == nil {
+		return
+	}
+	switch st {
+	case http.StateActive, http.StateHijacked:
+		s.active.Store(true)
+	case http.StateClosed:
+		if f := w.sockClosed.Load(); f != nil {
+			defer (*f)(c)
+		}
+		if !s.timedOut.Load() {
+			return
+		}
+		if tc, ok := c.(*tls.Conn); ok && !tc.ConnectionState().HandshakeComplete {
+			return
+		}
+		w.hdrTimeouts.Add(1)
+		if n, ok := w.timeoutGate.Pass(time.Now()); ok {
+			w.log.Warn("websocket socket closed: the request headers did not arrive in time", "remote", c.RemoteAddr().String(), "timeout", w.opts.HandshakeTimeout, "closed", n)
+		}
+	}
+}
+
 // Stats returns the listener's counters.
 func (w *WSListener) Stats() WSStats {
 	return WSStats{
@@ -215,6 +360,7 @@ func (w *WSListener) Stats() WSStats {
 		RefusedNotFound:   w.refPath.Load(),
 		BinaryViolations:  w.textMsgs.Load(),
 		HandshakeFailures: w.tlsFailed.Load(),
+		HeaderTimeouts:    w.hdrTimeouts.Load(),
 	}
 }
 
@@ -233,7 +379,8 @@ func (w *WSListener) upgrade(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "origin not allowed", http.StatusForbidden)
 		return
 	}
-	ws, err := websocket.Accept(rw, r, &websocket.AcceptOptions{
+	hj := &filterHijacker{ResponseWriter: rw}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		Subprotocols:       WSSubprotocols,
 		InsecureSkipVerify: true, // checked above
 		CompressionMode:    websocket.CompressionDisabled,
@@ -244,7 +391,7 @@ func (w *WSListener) upgrade(rw http.ResponseWriter, r *http.Request) {
 		return // Accept answered the request
 	}
 	raw, _ := r.Context().Value(rawConnKey{}).(net.Conn)
-	c := newWSConn(ws, raw, &w.textMsgs)
+	c := newWSConn(ws, raw, hj.f, &w.textMsgs)
 	select {
 	case w.conns <- c:
 		w.upgraded.Add(1)
@@ -320,291 +467,3 @@ func (h *tlsErrorCounter) Handle(ctx context.Context, r slog.Record) error {
 
 // errTextMessage ends a connection that sent a text message.
 var errTextMessage = errors.New("websocket: text message received; MQTT uses binary messages only")
-
-// wsConn is an upgraded connection as a net.Conn.
-type wsConn struct {
-	ws  *websocket.Conn
-	raw net.Conn // the socket under it, closed when the peer does not answer the close
-
-	rmu    sync.Mutex // one Read at a time
-	chunks chan []byte
-	free   chan struct{}
-	rest   []byte
-	rerr   error // the pump's end; valid once chunks is closed
-	rdl    deadline
-
-	wmu sync.Mutex
-	wdl atomic.Int64 // write deadline, UnixNano; 0 = none
-
-	closeOnce sync.Once
-	closed    chan struct{}
-	pumpDone  chan struct{}
-	texts     *atomic.Uint64
-	code      atomic.Int32 // close status to send (StatusNormalClosure unless a violation)
-}
-
-func newWSConn(ws *websocket.Conn, raw net.Conn, texts *atomic.Uint64) *wsConn {
-	ws.SetReadLimit(-1) // a stream: the MQTT reader bounds the packet size
-	c := &wsConn{
-		ws:       ws,
-		raw:      raw,
-		chunks:   make(chan []byte),
-		free:     make(chan struct{}),
-		rdl:      makeDeadline(),
-		closed:   make(chan struct{}),
-		pumpDone: make(chan struct{}),
-		texts:    texts,
-	}
-	c.code.Store(int32(websocket.StatusNormalClosure))
-	go c.pump()
-	return c
-}
-
-// pump reads the messages and hands their bytes to Read, one chunk at a
-// time.
-func (c *wsConn) pump() {
-	defer close(c.pumpDone)
-	defer close(c.chunks)
-	buf := make([]byte, wsChunk)
-	for {
-		typ, r, err := c.ws.Reader(context.Background())
-		if err != nil {
-			c.rerr = readErr(err)
-			return
-		}
-		if typ != websocket.MessageBinary {
-			c.texts.Add(1)
-			c.code.Store(int32(websocket.StatusUnsupportedData))
-			c.rerr = errTextMessage
-			return
-		}
-		for {
-			n, err := r.Read(buf)
-			if n > 0 {
-				select {
-				case c.chunks <- buf[:n]:
-				case <-c.closed:
-					c.rerr = net.ErrClosed
-					return
-				}
-				select {
-				case <-c.free:
-				case <-c.closed:
-					c.rerr = net.ErrClosed
-					return
-				}
-			}
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				c.rerr = readErr(err)
-				return
-			}
-		}
-	}
-}
-
-// readErr maps the library's errors: a normal close is EOF.
-func readErr(err error) error {
-	switch websocket.CloseStatus(err) {
-	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
-		return io.EOF
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return io.EOF
-	}
-	return err
-}
-
-func (c *wsConn) Read(p []byte) (int, error) {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	if c.rdl.expired() {
-		return 0, os.ErrDeadlineExceeded
-	}
-	if len(c.rest) == 0 {
-		select {
-		case ch, ok := <-c.chunks:
-			if !ok {
-				return 0, c.rerr
-			}
-			c.rest = ch
-		case <-c.rdl.wait():
-			return 0, os.ErrDeadlineExceeded
-		case <-c.closed:
-			return 0, net.ErrClosed
-		}
-	}
-	n := copy(p, c.rest)
-	c.rest = c.rest[n:]
-	if len(c.rest) == 0 {
-		c.rest = nil
-		select {
-		case c.free <- struct{}{}:
-		case <-c.closed:
-		}
-	}
-	return n, nil
-}
-
-func (c *wsConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	select {
-	case <-c.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	ctx := context.Background()
-	if dl := c.wdl.Load(); dl != 0 {
-		t := time.Unix(0, dl)
-		if !time.Now().Before(t) {
-			return 0, os.ErrDeadlineExceeded
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, t)
-		defer cancel()
-	}
-	if err := c.ws.Write(ctx, websocket.MessageBinary, p); err != nil {
-		if ctx.Err() != nil {
-			return 0, os.ErrDeadlineExceeded
-		}
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// Close does the close handshake, bounded by wsCloseWait.
-func (c *wsConn) Close() error {
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		code := websocket.StatusCode(c.code.Load())
-		reason := ""
-		if code == websocket.StatusUnsupportedData {
-			reason = "MQTT uses binary messages"
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = c.ws.Close(code, reason)
-		}()
-		t := time.NewTimer(wsCloseWait)
-		select {
-		case <-done:
-		case <-t.C:
-		}
-		t.Stop()
-		if c.raw != nil {
-			_ = c.raw.Close()
-		}
-		<-done
-		<-c.pumpDone
-	})
-	return nil
-}
-
-// closeNow closes without the handshake.
-func (c *wsConn) closeNow() {
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		_ = c.ws.CloseNow()
-		<-c.pumpDone
-	})
-}
-
-func (c *wsConn) LocalAddr() net.Addr {
-	if c.raw != nil {
-		return c.raw.LocalAddr()
-	}
-	return wsAddr{}
-}
-
-func (c *wsConn) RemoteAddr() net.Addr {
-	if c.raw != nil {
-		return c.raw.RemoteAddr()
-	}
-	return wsAddr{}
-}
-
-func (c *wsConn) SetDeadline(t time.Time) error {
-	_ = c.SetReadDeadline(t)
-	return c.SetWriteDeadline(t)
-}
-
-func (c *wsConn) SetReadDeadline(t time.Time) error {
-	c.rdl.set(t)
-	return nil
-}
-
-func (c *wsConn) SetWriteDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.wdl.Store(0)
-	} else {
-		c.wdl.Store(t.UnixNano())
-	}
-	return nil
-}
-
-// Unwrap returns the socket under the WebSocket (a *net.TCPConn or a
-// *tls.Conn).
-func (c *wsConn) Unwrap() net.Conn { return c.raw }
-
-type wsAddr struct{}
-
-func (wsAddr) Network() string { return "websocket" }
-func (wsAddr) String() string  { return "websocket" }
-
-// deadline is a settable read deadline (the pattern of net.Pipe's): wait
-// returns a channel closed once the deadline has passed.
-type deadline struct {
-	mu     sync.Mutex
-	timer  *time.Timer
-	cancel chan struct{}
-}
-
-func makeDeadline() deadline { return deadline{cancel: make(chan struct{})} }
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil && !d.timer.Stop() {
-		<-d.cancel // the timer fired: wait for it to close cancel
-	}
-	d.timer = nil
-	closed := isClosed(d.cancel)
-	if t.IsZero() {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		return
-	}
-	if dur := time.Until(t); dur > 0 {
-		if closed {
-			d.cancel = make(chan struct{})
-		}
-		ch := d.cancel
-		d.timer = time.AfterFunc(dur, func() { close(ch) })
-		return
-	}
-	if !closed {
-		close(d.cancel)
-	}
-}
-
-func (d *deadline) wait() chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.cancel
-}
-
-func (d *deadline) expired() bool { return isClosed(d.wait()) }
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}

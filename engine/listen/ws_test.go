@@ -369,10 +369,10 @@ func TestValidateOriginPatterns(t *testing.T) {
 	}
 }
 
-// TestWSConnLimit: WebSocket connections count toward a ConnLimiter like
-// TCP ones; one over the limit is dropped at once (no close handshake, so
-// a peer that never answers does not hold up Accept) and counted, and the
-// slot is free again once the admitted one closes.
+// TestWSConnLimit: a ConnLimiter wrapping a WebSocket listener counts its
+// TCP sockets: an upgraded connection holds one slot (not two), a socket
+// over the limit is refused at accept, before the upgrade (reset, no 101),
+// and counted, and the slot is free again once the admitted one closes.
 func TestWSConnLimit(t *testing.T) {
 	l, err := ListenWS("127.0.0.1:0", WSOptions{})
 	if err != nil {
@@ -405,21 +405,15 @@ func TestWSConnLimit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the first connection was not accepted")
 	}
-	// The second is upgraded by the HTTP server, then dropped by the
-	// limiter: the client's next read fails, and Accept hands out nothing.
-	second, _, err := dialWS(t, l.URL(), mqtt)
-	if err != nil {
-		t.Fatal(err)
+	if _, ok := admitted.(*wsConn); !ok {
+		t.Fatalf("accepted a %T, want the WebSocket connection itself", admitted)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, _, err := second.Read(ctx); err == nil || ctx.Err() != nil {
-		t.Fatalf("the connection over the limit stayed open: %v", err)
+	if s := lim.Stats(); s.Active != 1 {
+		t.Fatalf("limiter %+v, want the upgraded connection counted once", s)
 	}
-	select {
-	case c := <-conns:
-		t.Fatalf("a connection over the limit was accepted: %v", c.RemoteAddr())
-	case <-time.After(50 * time.Millisecond):
+	// The second is refused before any HTTP: the dial fails with no answer.
+	if _, resp, err := dialWS(t, l.URL(), mqtt); err == nil || resp != nil {
+		t.Fatalf("the connection over the limit: %v, response %v; want it refused before the upgrade", err, resp)
 	}
 	if s := lim.Stats(); s.RejectedTotal != 1 || s.Active != 1 {
 		t.Fatalf("limiter %+v, want 1 rejected, 1 active", s)
@@ -427,6 +421,7 @@ func TestWSConnLimit(t *testing.T) {
 	// Once the first is closed, a new one is admitted.
 	first.CloseNow()
 	admitted.Close()
+	waitFor(t, "the slot freed", func() bool { return lim.Stats().Active == 0 })
 	third, _, err := dialWS(t, l.URL(), mqtt)
 	if err != nil {
 		t.Fatal(err)
@@ -438,4 +433,5 @@ func TestWSConnLimit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("no connection admitted after the slot was freed: %+v", lim.Stats())
 	}
+	waitFor(t, "the slot freed", func() bool { return lim.Stats().Active == 0 })
 }

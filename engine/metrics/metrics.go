@@ -270,6 +270,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		emit(fWSRefused, float64(s.RefusedNotFound), w.name, "not_found")
 		emit(fWSRefused, float64(s.HandshakeFailures), w.name, "tls_handshake")
 		emit(fWSRefused, float64(s.BinaryViolations), w.name, "text_message")
+		emit(fWSRefused, float64(s.HeaderTimeouts), w.name, "header_timeout")
 	}
 }
 
