@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -73,20 +74,20 @@ func (n *node) start() {
 	if _, err := recovery.Restore(st, b); err != nil {
 		n.t.Fatalf("restore: %v", err)
 	}
-	addr := n.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
 	var l net.Listener
-	for i := 0; ; i++ {
-		l, err = net.Listen("tcp", addr)
-		if err == nil || i == 50 {
-			break
+	if n.addr == "" {
+		l, err = listenLowPort()
+	} else {
+		for i := 0; ; i++ {
+			l, err = net.Listen("tcp", n.addr)
+			if err == nil || i == 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // the old listener's port, being released
 		}
-		time.Sleep(100 * time.Millisecond) // the old listener's port, being released
 	}
 	if err != nil {
-		n.t.Fatalf("listen %s: %v", addr, err)
+		n.t.Fatalf("listen %s: %v", n.addr, err)
 	}
 	n.st, n.b, n.l, n.addr = st, b, l, l.Addr().String()
 	if n.mgr, err = bridge.Start(b, n.bridges, n.opts.Logger); err != nil {
@@ -94,6 +95,21 @@ func (n *node) start() {
 	}
 	n.done = make(chan struct{})
 	go func() { defer close(n.done); _ = b.Serve(l) }()
+}
+
+// listenLowPort listens on a loopback port below Linux's ephemeral range
+// (32768 on): a node restarts on the port it had, and a port from port 0
+// is an ephemeral one, which another test's outgoing connection can take
+// as its local port while the node is down (bind then fails: CI saw it).
+func listenLowPort() (net.Listener, error) {
+	var err error
+	for range 200 {
+		var l net.Listener
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))); err == nil {
+			return l, nil
+		}
+	}
+	return nil, err
 }
 
 func (n *node) stop() {
