@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-mqtt/cairn/engine"
 	"github.com/cairn-mqtt/cairn/recovery"
 	"github.com/cairn-mqtt/cairn/store"
+	"github.com/cairn-mqtt/cairn/wire/wiretest"
 )
 
 // inproc runs a real Cairn broker inside the test process (bench itself may
@@ -48,11 +49,12 @@ func (p *inproc) Start(_ context.Context, wipe bool) (string, int, error) {
 		st.Close()
 		return "", 0, err
 	}
-	addr := p.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
+	var l net.Listener
+	if p.addr == "" {
+		l, err = wiretest.ListenLowPort() // restarts keep the port: one not ephemeral
+	} else {
+		l, err = net.Listen("tcp", p.addr)
 	}
-	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		st.Close()
 		return "", 0, err

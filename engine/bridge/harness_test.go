@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -76,7 +75,7 @@ func (n *node) start() {
 	}
 	var l net.Listener
 	if n.addr == "" {
-		l, err = listenLowPort()
+		l, err = wiretest.ListenLowPort() // restarts keep the port: one not ephemeral
 	} else {
 		for i := 0; ; i++ {
 			l, err = net.Listen("tcp", n.addr)
@@ -95,21 +94,6 @@ func (n *node) start() {
 	}
 	n.done = make(chan struct{})
 	go func() { defer close(n.done); _ = b.Serve(l) }()
-}
-
-// listenLowPort listens on a loopback port below Linux's ephemeral range
-// (32768 on): a node restarts on the port it had, and a port from port 0
-// is an ephemeral one, which another test's outgoing connection can take
-// as its local port while the node is down (bind then fails: CI saw it).
-func listenLowPort() (net.Listener, error) {
-	var err error
-	for range 200 {
-		var l net.Listener
-		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))); err == nil {
-			return l, nil
-		}
-	}
-	return nil, err
 }
 
 func (n *node) stop() {
