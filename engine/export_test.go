@@ -12,3 +12,7 @@ func SetUnlinkPause(f func(client string)) {
 	}
 	unlinkPause.Store(&f)
 }
+
+// RetainedBytes is the memory estimate of the retained set that
+// MaintOptions.RetainedLimitBytes bounds (retainlimit.go).
+func RetainedBytes(b *Broker) int64 { return b.retained.Bytes() }

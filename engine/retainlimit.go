@@ -40,16 +40,16 @@ import (
 //     limit lowered below the stored set refuses new topics until enough are
 //     cleared or expire.
 
-// retainedOverhead is the memory a retained message takes beyond its topic,
-// payload and properties (the message record, its index node and map entry;
-// about 200 bytes measured on amd64), so that a byte limit bounds memory
-// even for many tiny messages.
-const retainedOverhead = 200
+// messageBytes is the memory of a store.Message record itself (amd64).
+const messageBytes = 112
 
-// retainedSize is what a retained message counts against
-// RetainedLimitBytes.
+// retainedSize is the memory a retained message holds: its record, topic,
+// payload, properties and publisher id. The index adds what it takes for
+// the message (its topic copy and its nodes: topics.Retained.Bytes), so that
+// the byte limit bounds memory even for many tiny messages deep in the
+// topic tree.
 func retainedSize(m *store.Message) int64 {
-	return int64(len(m.Topic)+len(m.Payload)+len(m.Props)+len(m.From)) + retainedOverhead
+	return int64(len(m.Topic)+len(m.Payload)+len(m.Props)+len(m.From)) + messageBytes
 }
 
 // retainedFullReason is the reason string of a refusal.
@@ -93,7 +93,7 @@ func (b *Broker) reserveRetained(msg *store.Message) (res retainedReservation, o
 		}
 		res.bytes = grow
 	} else {
-		res = retainedReservation{count: 1, bytes: size}
+		res = retainedReservation{count: 1, bytes: size + b.retained.SetCost(msg.Topic)}
 	}
 	if o.RetainedLimitMessages > 0 && b.retainedCount()+q.pendingCount+res.count > o.RetainedLimitMessages {
 		return retainedReservation{}, false

@@ -113,16 +113,26 @@ func TestRetainedLimitMessages(t *testing.T) {
 	}
 }
 
-// The byte limit counts topic, payload and properties plus a fixed overhead
-// per message: a larger value for a retained topic is refused when it does
-// not fit, a smaller one is taken.
+// The byte limit bounds the memory estimate of the retained set (messages
+// and their index): a new topic or a larger value for a retained one is
+// refused when it does not fit, a smaller one is taken. The limit is set
+// from what two messages took on a broker without one.
 func TestRetainedLimitBytes(t *testing.T) {
-	// Each message below: topic 3 + payload 10 + publisher id 5 + overhead.
-	const one = 3 + 10 + 5 + 200
-	tb := startBroker(t, engine.Options{Maint: engine.MaintOptions{RetainedLimitBytes: 2*one + 5}})
+	ten := strings.Repeat("a", 10)
+	probe := startBroker(t, engine.Options{})
+	pp := dialV5(t, probe.addr, "b-pub", true, 0)
+	pub5(t, pp, 1, "b/1", ten, true, 0)
+	pub5(t, pp, 2, "b/2", ten, true, 0)
+	two := engine.RetainedBytes(probe.b)
+	pp.Close()
+	probe.stop()
+	if two < 2*(3+10) {
+		t.Fatalf("two retained messages estimated at %d bytes", two)
+	}
+
+	tb := startBroker(t, engine.Options{Maint: engine.MaintOptions{RetainedLimitBytes: two + 5}})
 	p := dialV5(t, tb.addr, "b-pub", true, 0)
 	defer p.Close()
-	ten := strings.Repeat("a", 10)
 	const ok = wire.NoMatchingSubscribers // accepted; nobody subscribes
 	for i, tc := range []struct {
 		topic, payload string
@@ -130,16 +140,17 @@ func TestRetainedLimitBytes(t *testing.T) {
 	}{
 		{"b/1", ten, ok},
 		{"b/2", ten, ok},
-		{"b/3", ten, wire.QuotaExceeded},                        // a third does not fit
+		{"b/3", "", ok},                                         // clearing nothing: always
+		{"b/3", "x", wire.QuotaExceeded},                        // a third does not fit
 		{"b/1", ten + "12345", ok},                              // five bytes more: fits exactly
 		{"b/2", ten + "1", wire.QuotaExceeded},                  // one more does not
 		{"b/1", "short", ok},                                    // smaller: always
 		{"b/2", ten + "12345678901", wire.QuotaExceeded},        // 11 more, 10 free
 		{"b/2", ten + "1234567890", ok},                         // 10 more
-		{"b/2", strings.Repeat("z", 4*one), wire.QuotaExceeded}, // far too big
+		{"b/2", strings.Repeat("z", 1<<16), wire.QuotaExceeded}, // far too big
 	} {
 		if rc := pub5(t, p, uint16(i+1), tc.topic, tc.payload, true, 0); rc != tc.want {
-			t.Fatalf("step %d (%s, %d bytes): 0x%02X, want 0x%02X", i, tc.topic, len(tc.payload), byte(rc), byte(tc.want))
+			t.Fatalf("step %d (%s, %d bytes): 0x%02X, want 0x%02X (estimate %d of %d)", i, tc.topic, len(tc.payload), byte(rc), byte(tc.want), engine.RetainedBytes(tb.b), two+5)
 		}
 	}
 	if got := strings.Join(retainedNow(t, tb, "b/#"), ","); got != ten+"1234567890,short" {

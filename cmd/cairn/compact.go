@@ -25,7 +25,8 @@ const (
 	defaultEventRetention      = 24 * time.Hour
 	defaultEventRetentionBytes = "512MiB"
 	// defaultRetainedLimitBytes bounds the memory of retained messages
-	// (they are served from memory): room for a million small ones.
+	// (they are served from memory): room for several hundred thousand
+	// small ones.
 	defaultRetainedLimitBytes = "256MiB"
 	defaultCompactInterval    = time.Minute
 	ttlFiltersKey             = "retained-ttl-filters" // config file only: a map FILTER: DURATION
@@ -49,7 +50,7 @@ func maintFlags() []cli.Flag {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "queue-limit-bytes", Value: "0", Usage: "payload bytes a persistent session's queue may hold, e.g. 64MiB (0: unlimited)", EnvVars: []string{"CAIRN_QUEUE_LIMIT_BYTES"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "queue-limit-policy", Value: string(engine.QueueReject), Usage: "when a queue is full: reject (refuse the publish) or drop-oldest", EnvVars: []string{"CAIRN_QUEUE_LIMIT_POLICY"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "retained-limit-messages", Value: 0, Usage: "retained messages clients may keep on the broker (0: unlimited)", EnvVars: []string{"CAIRN_RETAINED_LIMIT_MESSAGES"}}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "retained-limit-bytes", Value: defaultRetainedLimitBytes, Usage: "memory the retained messages may take, e.g. 256MiB: topics, payloads and properties plus about 200 bytes each (0: unlimited)", EnvVars: []string{"CAIRN_RETAINED_LIMIT_BYTES"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "retained-limit-bytes", Value: defaultRetainedLimitBytes, Usage: "memory the retained messages may take, e.g. 256MiB, as estimated: records, topics, payloads, properties and their index (0: unlimited)", EnvVars: []string{"CAIRN_RETAINED_LIMIT_BYTES"}}),
 	)
 }
 

@@ -189,19 +189,25 @@ func TestRetainedAgainstReference(t *testing.T) {
 	})
 }
 
-// A sized index's Bytes is the sum of its values' sizes through every kind
-// of change: set, replace, delete, conditional delete.
+// A sized index's Bytes is the sum of its values' sizes, their topics and
+// its nodes and maps, counted afresh, through every kind of change: set,
+// replace, delete, conditional delete.
 func TestRetainedBytes(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		r := NewRetainedSized(func(v string) int64 { return int64(len(v)) })
 		model := map[string]string{}
-		topic := rapid.SampledFrom([]string{"a", "a/b", "a/b/c", "x", "x/+y", "$SYS/z"})
+		topic := rapid.SampledFrom([]string{"a", "a/b", "a/b/c", "a/b/c/d/e", "x", "x/+y", "$SYS/z", "", "/", "a//b"})
 		for range rapid.IntRange(1, 60).Draw(t, "ops") {
 			tp := topic.Draw(t, "topic")
 			switch rapid.IntRange(0, 2).Draw(t, "op") {
 			case 0:
 				v := strings.Repeat("v", rapid.IntRange(0, 40).Draw(t, "len"))
+				before, cost := r.Bytes(), r.SetCost(tp)
+				old, had := model[tp]
 				r.Set(tp, v)
+				if want := before + cost + int64(len(v)-len(old)); r.Bytes() != want {
+					t.Fatalf("Set(%q) after SetCost %d (retained before: %v): Bytes %d, want %d", tp, cost, had, r.Bytes(), want)
+				}
 				model[tp] = v
 			case 1:
 				r.Delete(tp)
@@ -218,12 +224,26 @@ func TestRetainedBytes(t *testing.T) {
 				}
 			}
 			var want int64
-			for _, v := range model {
-				want += int64(len(v))
+			for tp, v := range model {
+				want += int64(len(v) + len(tp))
 			}
+			nodes, maps := indexParts(&r.root)
+			want += nodes*nodeBytes + maps*mapBytes
 			if r.Bytes() != want || r.Len() != len(model) {
 				t.Fatalf("Bytes %d Len %d, want %d and %d", r.Bytes(), r.Len(), want, len(model))
 			}
 		}
 	})
+}
+
+// indexParts counts the nodes under n and the children maps from n down.
+func indexParts[V any](n *rnode[V]) (nodes, maps int64) {
+	if n.children != nil {
+		maps++
+	}
+	for _, c := range n.children {
+		cn, cm := indexParts(c)
+		nodes, maps = nodes+1+cn, maps+cm
+	}
+	return nodes, maps
 }
