@@ -113,8 +113,9 @@ func (c *conn) handleConnect(p *wire.Connect) bool {
 	var ackProps *wire.Properties
 	if p.Version == wire.V5 {
 		// Built before the session changes: a CONNACK that cannot fit the
-		// client's Maximum Packet Size (its properties announce limits the
-		// client must know, so they cannot be left out) refuses the
+		// client's Maximum Packet Size (its properties announce only what
+		// the client must know: limits, and capabilities that are off)
+		// refuses the
 		// connection instead of leaving the client without one (§3.2.0-1).
 		ackProps = c.connackProps(assigned, id, expiry)
 		if n := wire.Size(&wire.Connack{Props: ackProps}, wire.V5); c.maxOut > 0 && uint32(n) > c.maxOut {

@@ -97,10 +97,21 @@ func (f *Features) connackProps(p *wire.Properties) {
 	if q := f.maxQoS(); q < 2 {
 		p.MaximumQoS = &q // a value of 2 may not be sent (§3.2.2.3.4)
 	}
-	p.RetainAvailable = flag(!f.NoRetain)
-	p.WildcardSubAvailable = flag(!f.NoWildcardSubs)
-	p.SubIDAvailable = flag(!f.NoSubscriptionIDs)
-	p.SharedSubAvailable = flag(!f.NoSharedSubs)
+	// The four capabilities are announced only when off: absent means
+	// available (§3.2.2.3.5, .11, .12, .13), and eight bytes fewer keep the
+	// CONNACK within a small client Maximum Packet Size.
+	if f.NoRetain {
+		p.RetainAvailable = flag(false)
+	}
+	if f.NoWildcardSubs {
+		p.WildcardSubAvailable = flag(false)
+	}
+	if f.NoSubscriptionIDs {
+		p.SubIDAvailable = flag(false)
+	}
+	if f.NoSharedSubs {
+		p.SharedSubAvailable = flag(false)
+	}
 }
 
 var flagValues = [2]byte{0, 1}

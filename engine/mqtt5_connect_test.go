@@ -29,10 +29,11 @@ func TestConnackProperties(t *testing.T) {
 		check("Receive Maximum", deref(p.ReceiveMaximum), uint16(64))
 		check("Maximum Packet Size", deref(p.MaximumPacketSize), uint32(1<<20))
 		check("Topic Alias Maximum", deref(p.TopicAliasMaximum), uint16(64))
-		check("Retain Available", deref(p.RetainAvailable), byte(1))
-		check("Wildcard Subscription Available", deref(p.WildcardSubAvailable), byte(1))
-		check("Subscription Identifier Available", deref(p.SubIDAvailable), byte(1))
-		check("Shared Subscription Available", deref(p.SharedSubAvailable), byte(1))
+		// Available: left out, which says so (§3.2.2.3.5, .11, .12, .13).
+		check("Retain Available present", p.RetainAvailable != nil, false)
+		check("Wildcard Subscription Available present", p.WildcardSubAvailable != nil, false)
+		check("Subscription Identifier Available present", p.SubIDAvailable != nil, false)
+		check("Shared Subscription Available present", p.SharedSubAvailable != nil, false)
 		check("Maximum QoS present", p.MaximumQoS != nil, false) // 2 may not be sent
 		check("Server Keep Alive present", p.ServerKeepAlive != nil, false)
 		check("Session Expiry present", p.SessionExpiry != nil, false)
@@ -232,10 +233,10 @@ func TestConnackFitsMaximumPacketSize(t *testing.T) {
 	tb := startBroker(t, engine.Options{MaxClientIDLen: 8})
 	t.Run("accepting CONNACK too large", func(t *testing.T) {
 		c := session5("tiny-mps", false, 300)
-		c.Props.MaximumPacketSize = ptrU32(20)
+		c.Props.MaximumPacketSize = ptrU32(12) // the accepting CONNACK takes 16
 		r, ack := connect5(t, tb.addr, c)
-		if ack.ReasonCode != wire.ImplementationSpecificError || size5(ack) > 20 {
-			t.Fatalf("CONNACK 0x%02X of %d bytes, want 0x83 within 20", byte(ack.ReasonCode), size5(ack))
+		if ack.ReasonCode != wire.ImplementationSpecificError || size5(ack) > 12 {
+			t.Fatalf("CONNACK 0x%02X of %d bytes, want 0x83 within 12", byte(ack.ReasonCode), size5(ack))
 		}
 		if got := r.ExpectClosed(t, 5*time.Second); len(got) != 0 {
 			t.Fatalf("packets after the refusal: %v", got)
@@ -246,6 +247,16 @@ func TestConnackFitsMaximumPacketSize(t *testing.T) {
 		_, ack = mustConnect5(t, tb.addr, session5("tiny-mps", false, 300))
 		if ack.SessionPresent {
 			t.Fatal("session present after the refused connection")
+		}
+	})
+	t.Run("accepting CONNACK just fits", func(t *testing.T) {
+		// Announcing only what is not the default (capabilities that are
+		// available go unsaid) keeps it at 16 bytes.
+		c := &wire.Connect{ClientID: "fits16", CleanStart: true, Props: &wire.Properties{MaximumPacketSize: ptrU32(16)}}
+		r, ack := connect5(t, tb.addr, c)
+		defer r.Close()
+		if ack.ReasonCode != wire.Success || size5(ack) > 16 {
+			t.Fatalf("CONNACK 0x%02X of %d bytes, want 0x00 within 16", byte(ack.ReasonCode), size5(ack))
 		}
 	})
 	t.Run("refusal reason string left out", func(t *testing.T) {
