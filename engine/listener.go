@@ -56,7 +56,9 @@ func (b *Broker) Serve(l net.Listener) error {
 }
 
 // ServeListener accepts connections on l, served as lc says, until Shutdown
-// or an accept error that does not pass.
+// or an accept error that does not pass. l is closed when it returns, also
+// when Shutdown came first (as net/http's Serve does): a listener left open
+// would keep its port, and a broker restarted on it could not bind.
 func (b *Broker) ServeListener(l net.Listener, lc Listener) error {
 	lp := &lc
 	var ll net.Listener = b.sec.connLimit.Wrap(l)
@@ -66,6 +68,7 @@ func (b *Broker) ServeListener(l net.Listener, lc Listener) error {
 	b.mu.Lock()
 	if b.closing {
 		b.mu.Unlock()
+		ll.Close()
 		return ErrClosed
 	}
 	b.listeners[ll] = struct{}{}
@@ -78,6 +81,7 @@ func (b *Broker) ServeListener(l net.Listener, lc Listener) error {
 		b.mu.Lock()
 		delete(b.listeners, ll)
 		b.mu.Unlock()
+		ll.Close()
 	}()
 	var backoff time.Duration
 	for {

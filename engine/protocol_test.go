@@ -1,7 +1,10 @@
 package engine_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -207,4 +210,30 @@ func TestMQTT31DupResends(t *testing.T) {
 	if ua, ok := r.Expect(t, 5*time.Second).(*wire.Unsuback); !ok || ua.PacketID != 10 {
 		t.Fatalf("UNSUBSCRIBE with DUP: got %#v, want UNSUBACK 10", ua)
 	}
+}
+
+// Serve closes its listener when it returns, also when Shutdown came
+// first: left open, the listener kept its port, so a broker restarted on
+// the port could not bind (a bridge test's remote restarted quickly after
+// a restart saw "address already in use").
+func TestServeAfterShutdownClosesListener(t *testing.T) {
+	tb := startBroker(t, engine.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tb.b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := tb.b.Serve(l); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("Serve after Shutdown: %v, want ErrClosed", err)
+	}
+	l2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the port is still taken after Serve returned: %v", err)
+	}
+	l2.Close()
 }
