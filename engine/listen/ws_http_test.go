@@ -17,25 +17,7 @@ import (
 // limits too: the one over the per-address bound is refused at accept, and
 // a slot freed by a socket that goes away takes a WebSocket again.
 func TestWSPreUpgradeLimit(t *testing.T) {
-	l, err := ListenWS("127.0.0.1:0", WSOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim := NewConnLimiter(0, 2)
-	ll := lim.Wrap(l)
-	conns := make(chan net.Conn, 4)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ll.Accept()
-			if err != nil {
-				return
-			}
-			conns <- c
-		}
-	}()
-	defer func() { l.Close(); <-done }()
+	l, lim, conns := limitedWS(t, 0, 2)
 
 	var slow []net.Conn
 	for range 2 {

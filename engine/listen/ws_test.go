@@ -374,25 +374,7 @@ func TestValidateOriginPatterns(t *testing.T) {
 // over the limit is refused at accept, before the upgrade (reset, no 101),
 // and counted, and the slot is free again once the admitted one closes.
 func TestWSConnLimit(t *testing.T) {
-	l, err := ListenWS("127.0.0.1:0", WSOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim := NewConnLimiter(1, 0)
-	ll := lim.Wrap(l)
-	conns := make(chan net.Conn, 4)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ll.Accept()
-			if err != nil {
-				return
-			}
-			conns <- c
-		}
-	}()
-	defer func() { l.Close(); <-done }()
+	l, lim, conns := limitedWS(t, 1, 0)
 	mqtt := &websocket.DialOptions{Subprotocols: []string{"mqtt"}}
 
 	first, _, err := dialWS(t, l.URL(), mqtt)
@@ -434,4 +416,31 @@ func TestWSConnLimit(t *testing.T) {
 		t.Fatalf("no connection admitted after the slot was freed: %+v", lim.Stats())
 	}
 	waitFor(t, "the slot freed", func() bool { return lim.Stats().Active == 0 })
+}
+
+// limitedWS listens for WebSockets under a ConnLimiter (lim) of maxTotal
+// and maxPerIP and hands the upgraded connections it accepts to the channel;
+// the listener is closed when the test ends.
+func limitedWS(t *testing.T, maxTotal, maxPerIP int) (*WSListener, *ConnLimiter, <-chan net.Conn) {
+	t.Helper()
+	l, err := ListenWS("127.0.0.1:0", WSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := NewConnLimiter(maxTotal, maxPerIP)
+	ll := lim.Wrap(l)
+	conns := make(chan net.Conn, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ll.Accept()
+			if err != nil {
+				return
+			}
+			conns <- c
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return l, lim, conns
 }
