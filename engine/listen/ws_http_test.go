@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/cairn-mqtt/cairn/store/storetest"
 )
 
 // TestWSPreUpgradeLimit: sockets that have not upgraded count toward the
@@ -59,7 +61,7 @@ func TestWSPreUpgradeLimit(t *testing.T) {
 // "Connection: close" and the socket is closed: a second request on it is
 // not served. The unknown-path log line is gated: one line for a burst.
 func TestWSNoKeepAlive(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &storetest.LogBuffer{}
 	e := newWSEnv(t, WSOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	for _, path := range []string{"/", "/mqtt", "/other"} {
 		c, err := net.DialTimeout("tcp", e.l.Addr().String(), 5*time.Second)
@@ -93,8 +95,8 @@ func TestWSNoKeepAlive(t *testing.T) {
 	if st := e.l.Stats(); st.RefusedNotFound != 2 {
 		t.Fatalf("stats %+v, want 2 not found", st)
 	}
-	if n := logs.count("unknown path"); n != 1 {
-		t.Fatalf("%d unknown-path log lines for 2 requests, want 1:\n%s", n, logs.b.String())
+	if n := logs.Count("unknown path"); n != 1 {
+		t.Fatalf("%d unknown-path log lines for 2 requests, want 1:\n%s", n, logs.String())
 	}
 }
 
@@ -103,19 +105,13 @@ func TestWSNoKeepAlive(t *testing.T) {
 // sockets served in time, or closed by the client, are not counted. Over
 // wss, a stalled TLS handshake counts as a handshake failure, not twice.
 func TestWSHeaderTimeout(t *testing.T) {
-	ca := newCA(t, "ws CA")
-	dir := t.TempDir()
-	cert, key := ca.server(t, "ws server")
-	tl, err := NewTLS(TLSOptions{CertFile: writeTemp(t, dir, "s.crt", cert), KeyFile: writeTemp(t, dir, "s.key", key)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl, ca := wsTLS(t)
 	for _, tc := range []struct {
 		name string
 		tls  *tls.Config
 	}{{"ws", nil}, {"wss", tl.Config()}} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &lockedBuffer{}
+			logs := &storetest.LogBuffer{}
 			e := newWSEnv(t, WSOptions{TLS: tc.tls, HandshakeTimeout: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			dial := func() net.Conn {
 				c, err := net.DialTimeout("tcp", e.l.Addr().String(), 5*time.Second)
@@ -150,8 +146,8 @@ func TestWSHeaderTimeout(t *testing.T) {
 			}
 			waitFor(t, "2 header timeouts", func() bool { return e.l.Stats().HeaderTimeouts == 2 })
 
-			if n := logs.count("level=WARN msg=\"websocket socket closed: the request headers did not arrive in time\""); n != 1 {
-				t.Fatalf("%d header-timeout lines for 2, want 1:\n%s", n, logs.b.String())
+			if n := logs.Count("level=WARN msg=\"websocket socket closed: the request headers did not arrive in time\""); n != 1 {
+				t.Fatalf("%d header-timeout lines for 2, want 1:\n%s", n, logs.String())
 			}
 			if tc.tls == nil {
 				return

@@ -314,13 +314,7 @@ func TestWSCloseUnresponsivePeer(t *testing.T) {
 
 // TestWSS: the same over TLS.
 func TestWSS(t *testing.T) {
-	ca := newCA(t, "ws CA")
-	dir := t.TempDir()
-	cert, key := ca.server(t, "ws server")
-	tl, err := NewTLS(TLSOptions{CertFile: writeTemp(t, dir, "s.crt", cert), KeyFile: writeTemp(t, dir, "s.key", key)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tl, ca := wsTLS(t)
 	e := newWSEnv(t, WSOptions{TLS: tl.Config()})
 	if !strings.HasPrefix(e.l.URL(), "wss://") {
 		t.Fatalf("URL %s", e.l.URL())
@@ -443,4 +437,18 @@ func limitedWS(t *testing.T, maxTotal, maxPerIP int) (*WSListener, *ConnLimiter,
 	}()
 	t.Cleanup(func() { l.Close(); <-done })
 	return l, lim, conns
+}
+
+// wsTLS is a TLS setup with a server certificate from a fresh test CA,
+// and the CA for the clients.
+func wsTLS(t *testing.T) (*TLS, *testCA) {
+	t.Helper()
+	ca := newCA(t, "ws CA")
+	dir := t.TempDir()
+	cert, key := ca.server(t, "ws server")
+	tl, err := NewTLS(TLSOptions{CertFile: writeTemp(t, dir, "s.crt", cert), KeyFile: writeTemp(t, dir, "s.key", key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl, ca
 }
